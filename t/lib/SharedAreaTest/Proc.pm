@@ -299,7 +299,8 @@ sub http_send {
 
 Reads the whole response (until EOF) within C<timeout> seconds (default 10).
 Returns C<($status, $body, \%headers)>; returns C<()> on timeout when
-C<allow_timeout> is set, else dies. A connection closed without any reply
+C<allow_timeout> is set (the socket stays open and what was read is kept, so
+a later call continues), else dies. A connection closed without any reply
 returns status C<'closed'>.
 
 =cut
@@ -308,25 +309,27 @@ sub http_finish {
     my ($s, %o) = @_;
     my $deadline = time + ($o{timeout} || 10);
     my $sel = IO::Select->new($s);
-    my $buf = '';
+    my $buf = \${*$s}{sharedarea_test_buf};    # kept across calls that time out
+    $$buf = '' unless defined $$buf;
     while (1) {
         my $left = $deadline - time;
         if ($left <= 0) {
             return () if $o{allow_timeout};
             close $s;
             die "http_finish: no complete response within " . ($o{timeout} || 10) . " s (got "
-                . length($buf) . " bytes)\n";
+                . length($$buf) . " bytes)\n";
         }
         my @r = $sel->can_read($left);
         next unless @r;
-        my $n = sysread($s, $buf, 65536, length $buf);
+        my $n = sysread($s, $$buf, 65536, length $$buf);
         if (!defined $n) {
             next if $! == EINTR;
-            last if length $buf == 0;    # reset without reply
+            last if length $$buf == 0;    # reset without reply
             die "http_finish: read error: $!\n";
         }
         last if $n == 0;
     }
+    $buf = $$buf;
     close $s;
     return ('closed', '', {}) if $buf eq '';
     my ($head, $body) = split /\r\n\r\n/, $buf, 2;
