@@ -1,0 +1,163 @@
+//! Creating areas, bytes in and out, `used`, info.
+#![allow(clippy::not_unsafe_ptr_arg_deref)] // C entry points: see ffi/mod.rs
+
+use std::ffi::{c_char, c_void, CStr};
+
+use super::{boundary, try_mut, try_slice, try_slice_mut};
+use crate::backing::{self, page_size};
+use crate::registry;
+use crate::spec::Spec;
+use crate::status::{Error, Status};
+
+/// What `sharedarea_info` reports about an area.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+#[allow(non_camel_case_types)]
+pub struct sharedarea_info {
+    /// Bytes in the area.
+    pub size: u64,
+    /// Whole pages covering it.
+    pub pages: u64,
+    pub page_size: u64,
+    /// Updates counted so far (writes, incs/decs, sharedarea_update).
+    pub updates: u64,
+    /// Bytes a producer published as valid (sharedarea_set_used).
+    pub used: u64,
+    /// Locks recovered from holders that died.
+    pub recoveries: u64,
+    /// One of the SHAREDAREA_BACKING_* constants.
+    pub backing: i32,
+    /// 1 when reads and sends with len 0 stop at `used`.
+    pub honour_used: i32,
+}
+
+/// Creates an area from a uWSGI-style spec ("4", "pages=2", "size=64K",
+/// "file=PATH[,size=..][,offset=..]", "fd=N,...", "name=NAME[,size=..]").
+/// Returns its id (>= 0) or a negative status; a bad spec creates nothing.
+#[no_mangle]
+pub extern "C" fn sharedarea_init(spec: *const c_char) -> i32 {
+    boundary("sharedarea_init", || {
+        if spec.is_null() {
+            return Err(super::null("spec"));
+        }
+        // SAFETY: the caller passes a NUL-terminated string (checked non-NULL).
+        let text = unsafe { CStr::from_ptr(spec) }
+            .to_str()
+            .map_err(|_| Error::new(Status::InvalidSpec, "the spec is not UTF-8 text"))?;
+        let parsed = Spec::parse(text)?;
+        registry::add(|| backing::create(text, &parsed))
+    })
+}
+
+/// Creates an area over `len` bytes of the caller's memory at `ptr` (which must
+/// stay valid for the life of the process).
+#[no_mangle]
+pub extern "C" fn sharedarea_init_ptr(ptr: *mut c_void, len: u64) -> i32 {
+    boundary("sharedarea_init_ptr", || {
+        if ptr.is_null() {
+            return Err(super::null("ptr"));
+        }
+        if len == 0 || len > isize::MAX as u64 {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                format!("len {len}: an area needs 1 to 2^63-1 bytes"),
+            ));
+        }
+        registry::add(|| backing::pointer(ptr.cast(), len))
+    })
+}
+
+/// Creates an area over an open descriptor (left open). `len` 0: the file's
+/// length minus `offset`; `offset` must be a multiple of the page size.
+#[no_mangle]
+pub extern "C" fn sharedarea_init_fd(fd: i32, len: u64, offset: i64) -> i32 {
+    boundary("sharedarea_init_fd", || {
+        let offset = u64::try_from(offset).map_err(|_| {
+            Error::new(
+                Status::InvalidArgument,
+                format!("offset {offset} is negative"),
+            )
+        })?;
+        let size = if len == 0 { None } else { Some(len) };
+        registry::add(|| backing::from_fd(fd, size, offset))
+    })
+}
+
+/// How many areas this process has (ids are 0..count-1).
+#[no_mangle]
+pub extern "C" fn sharedarea_count() -> i32 {
+    registry::count() as i32
+}
+
+/// Resolves a read length: `len` > 0 is checked to fit; 0 means to the end of the
+/// area (or to `used` when honoured), which needs `pos` < size.
+#[no_mangle]
+pub extern "C" fn sharedarea_extent(id: i32, pos: u64, len: u64, out_len: *mut u64) -> i32 {
+    boundary("sharedarea_extent", || {
+        let out = try_mut(out_len, "out_len")?;
+        *out = registry::get(id)?.extent(pos, len)?;
+        Ok(0)
+    })
+}
+
+/// Copies exactly `len` bytes at `pos` into `buf`. Returns `len`, or < 0.
+#[no_mangle]
+pub extern "C" fn sharedarea_read(id: i32, pos: u64, buf: *mut c_void, len: u64) -> i64 {
+    boundary("sharedarea_read", || {
+        let area = registry::get(id)?;
+        area.check(pos, len)?;
+        let dst = try_slice_mut(buf.cast(), len, "buf")?;
+        area.read(pos, dst)?;
+        Ok(len as i64)
+    })
+}
+
+/// Copies `len` bytes from `buf` to `pos`; counts one update (also for len 0).
+#[no_mangle]
+pub extern "C" fn sharedarea_write(id: i32, pos: u64, buf: *const c_void, len: u64) -> i32 {
+    boundary("sharedarea_write", || {
+        let area = registry::get(id)?;
+        area.check(pos, len)?;
+        area.write(pos, try_slice(buf.cast(), len, "buf")?)?;
+        Ok(0)
+    })
+}
+
+/// Publishes how many bytes are valid, and turns honour_used on.
+#[no_mangle]
+pub extern "C" fn sharedarea_set_used(id: i32, used: u64) -> i32 {
+    boundary("sharedarea_set_used", || {
+        registry::get(id)?.set_used(used)?;
+        Ok(0)
+    })
+}
+
+/// Turns honour_used on (non-zero) or off.
+#[no_mangle]
+pub extern "C" fn sharedarea_honour_used(id: i32, on: i32) -> i32 {
+    boundary("sharedarea_honour_used", || {
+        registry::get(id)?.honour_used(on != 0);
+        Ok(0)
+    })
+}
+
+/// Fills `out` with the area's size, counters and kind.
+#[no_mangle]
+pub extern "C" fn sharedarea_info(id: i32, out: *mut sharedarea_info) -> i32 {
+    boundary("sharedarea_info", || {
+        let out = try_mut(out, "out")?;
+        let i = registry::get(id)?.info();
+        let page = page_size();
+        *out = sharedarea_info {
+            size: i.size,
+            pages: i.size.div_ceil(page),
+            page_size: page,
+            updates: i.updates,
+            used: i.used,
+            recoveries: i.recoveries,
+            backing: i.backing as i32,
+            honour_used: i.honour_used as i32,
+        };
+        Ok(0)
+    })
+}

@@ -1,0 +1,150 @@
+//! The C boundary. Every exported function body runs inside [`boundary`], which
+//! turns an error into a negative status (recording the detail for
+//! `sharedarea_last_error`) and a panic into `SHAREDAREA_E_PANIC`: no panic ever
+//! unwinds into C. Pointer arguments are checked with the `try_*` helpers.
+
+// The exported functions are C entry points: C callers cannot see Rust's `unsafe`,
+// their pointer contracts are documented in the header, and every dereference
+// below says why it is sound. Rust tests call them like C does.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
+use std::cell::RefCell;
+use std::ffi::c_char;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::status::{Error, Result, Status};
+
+pub mod areas;
+pub mod errors;
+pub mod integers;
+pub mod locking;
+pub mod websocket;
+
+/// Room for this thread's last error text. A fixed buffer, rewritten in place, so
+/// a pointer from `sharedarea_last_error` never dangles (its text changes with
+/// the thread's next failure).
+const LAST_ERROR_CAP: usize = 1024;
+
+thread_local! {
+    static LAST_ERROR: RefCell<[u8; LAST_ERROR_CAP]> = const { RefCell::new([0; LAST_ERROR_CAP]) };
+}
+
+fn set_last_error(function: &str, e: &Error) {
+    let text = format!("{function}: {}", e.detail);
+    LAST_ERROR.with(|l| {
+        let mut buf = l.borrow_mut();
+        let mut n = 0;
+        // Keep whole characters; NULs inside the text would end it early.
+        for ch in text.chars().filter(|&c| c != '\0') {
+            let mut tmp = [0u8; 4];
+            let bytes = ch.encode_utf8(&mut tmp).as_bytes();
+            if n + bytes.len() >= LAST_ERROR_CAP {
+                break;
+            }
+            buf[n..n + bytes.len()].copy_from_slice(bytes);
+            n += bytes.len();
+        }
+        buf[n] = 0;
+    });
+}
+
+pub(crate) fn last_error_ptr() -> *const c_char {
+    LAST_ERROR.with(|l| l.as_ptr() as *const c_char)
+}
+
+/// A C return type that can carry a status.
+pub(crate) trait Ret {
+    fn from_status(s: Status) -> Self;
+}
+impl Ret for i32 {
+    fn from_status(s: Status) -> i32 {
+        s.code()
+    }
+}
+impl Ret for i64 {
+    fn from_status(s: Status) -> i64 {
+        s.code() as i64
+    }
+}
+
+/// Runs an exported function's body: errors become statuses, panics too.
+pub(crate) fn boundary<R: Ret>(function: &'static str, f: impl FnOnce() -> Result<R>) -> R {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            set_last_error(function, &e);
+            R::from_status(e.status)
+        }
+        Err(_) => {
+            set_last_error(
+                function,
+                &Error::new(
+                    Status::Panic,
+                    "internal error (a panic was caught); please report it",
+                ),
+            );
+            R::from_status(Status::Panic)
+        }
+    }
+}
+
+/// Records a note (e.g. a recovery) for `sharedarea_last_error` on success.
+pub(crate) fn note(function: &str, detail: String) {
+    set_last_error(function, &Error::new(Status::Ok, detail));
+}
+
+pub(crate) fn null(what: &str) -> Error {
+    Error::new(Status::NullPointer, format!("{what} is NULL"))
+}
+
+/// `p` as a mutable reference, or a NullPointer error naming the argument.
+pub(crate) fn try_mut<'a, T>(p: *mut T, what: &str) -> Result<&'a mut T> {
+    // SAFETY: the C caller guarantees a non-NULL pointer is valid and unaliased
+    // for the call (the documented contract of every out-parameter).
+    unsafe { p.as_mut() }.ok_or_else(|| null(what))
+}
+
+/// Writes `v` through an optional out-parameter.
+pub(crate) fn put_opt<T>(p: *mut T, v: T) {
+    // SAFETY: as for `try_mut`; NULL means "not wanted".
+    if let Some(r) = unsafe { p.as_mut() } {
+        *r = v;
+    }
+}
+
+/// The bytes behind (ptr, len), or NullPointer when ptr is NULL and len > 0.
+pub(crate) fn try_slice<'a>(p: *const u8, len: u64, what: &str) -> Result<&'a [u8]> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(null(what));
+    }
+    let len = usize::try_from(len).map_err(|_| {
+        Error::new(
+            Status::OutOfRange,
+            format!("{what}: {len} bytes do not fit memory"),
+        )
+    })?;
+    // SAFETY: the caller guarantees `len` readable bytes at a non-NULL `p`.
+    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+/// The writable bytes behind (ptr, len), or NullPointer.
+pub(crate) fn try_slice_mut<'a>(p: *mut u8, len: u64, what: &str) -> Result<&'a mut [u8]> {
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    if p.is_null() {
+        return Err(null(what));
+    }
+    let len = usize::try_from(len).map_err(|_| {
+        Error::new(
+            Status::OutOfRange,
+            format!("{what}: {len} bytes do not fit memory"),
+        )
+    })?;
+    // SAFETY: the caller guarantees `len` writable bytes at a non-NULL `p`, not
+    // aliased during the call.
+    Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
+}

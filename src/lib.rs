@@ -1,0 +1,35 @@
+//! SharedArea: pages of memory shared by processes, with integer counters, a
+//! cross-process reader/writer lock that survives dead holders, and an update
+//! counter that waiters sleep on — uWSGI's *sharedarea*, standalone, behind a
+//! stable C ABI (`include/sharedarea.h`).
+//!
+//! The map:
+//! * [`spec`]      spec strings -> typed description (no I/O)
+//! * [`backing`]   the mappings: anonymous, file, fd, named, pointer
+//! * [`control`]   the shared control block's layout
+//! * [`lock`]      the futex reader/writer lock and dead-holder recovery
+//! * [`futex`]     the two futex(2) calls
+//! * [`process`]   process identity and liveness
+//! * [`area`]      bounds-checked operations on one area
+//! * [`registry`]  this process's table of areas
+//! * [`websocket`] RFC 6455 frames sent straight from an area
+//! * [`status`]    status codes and error texts
+//! * [`ffi`]       the C boundary
+
+pub mod area;
+pub mod backing;
+pub mod control;
+pub mod ffi;
+pub mod futex;
+pub mod lock;
+pub mod process;
+pub mod registry;
+pub mod spec;
+pub mod status;
+pub mod websocket;
+
+pub use ffi::areas::*;
+pub use ffi::errors::*;
+pub use ffi::integers::*;
+pub use ffi::locking::*;
+pub use ffi::websocket::*;

@@ -1,0 +1,451 @@
+//! The area's reader/writer lock: a futex word in shared memory, reader slots for
+//! the processes using it, and recovery from holders that die.
+//!
+//! # The state word (`Control::lock.state`, 32 bits, the futex word)
+//!
+//! ```text
+//!  31 ............ 10 | 9              | 8            | 7 ........ 0
+//!  generation         | UPDATE_WAITERS | LOCK_WAITERS | writer slot + 1 (0: no writer)
+//! ```
+//!
+//! * The writer is named by its *slot* (below), not its pid, so a waiter can find
+//!   the holder's pid and start time and tell whether it died.
+//! * `generation` grows by one at every write acquisition; an optimistic reader
+//!   (a seqlock reader) that sees the same writer field and generation before and
+//!   after copying knows no writer ran in between.
+//! * `LOCK_WAITERS`: someone sleeps on this word; the releasing writer wakes them.
+//! * `UPDATE_WAITERS`: someone sleeps on the update counter; the releasing writer
+//!   (who is the only one to bump it) wakes them.
+//!
+//! # Reader slots (`Control::slots`)
+//!
+//! Each process using the area claims one cache-line slot `{pid, readers, start}`
+//! once. A read lock is `readers += 1` in the process's own slot, so readers in
+//! different processes never write a shared cache line.
+//!
+//! # Protocol
+//!
+//! * Write lock: CAS the writer field from 0 to `my slot + 1` (bumping the
+//!   generation), then wait until every slot's `readers` is 0. New readers see
+//!   the writer field and back off, so a stream of readers cannot starve a writer.
+//! * Read lock: if no writer, `readers += 1`, then re-check the writer field; if a
+//!   writer came in, undo (waking it) and wait. Both sides do a read-modify-write
+//!   and then a load (Dekker): one of them always sees the other.
+//! * Plain reads (`read`, `readN`) take no lock at all when they can: they copy
+//!   optimistically and keep the result only if the writer field and generation
+//!   are unchanged; after a few failed tries they take the read lock.
+//! * Blocked callers spin briefly, then sleep with `FUTEX_WAIT` for at most
+//!   `CHECK_INTERVAL`; while blocked they check every `CHECK_INTERVAL` whether the
+//!   writer (or, for a writer draining readers, a reader slot's process) is dead —
+//!   pid and start time (see `process`). A dead writer's field is cleared with a
+//!   CAS from the exact state observed (generation included), a dead reader's
+//!   count is zeroed after taking its slot; `recoveries` counts both, and the
+//!   caller is told. A dead holder therefore blocks the others for at most about
+//!   two check intervals.
+//!
+//! # This thread's holds
+//!
+//! `rlock`/`wlock` record per thread which areas it holds and how (`HOLDS`), so an
+//! operation on an area this thread holds goes straight through (under a write
+//! lock), or is refused (a write under a read lock) instead of deadlocking. The
+//! record is per thread and is cleared in a forked child: a child never owns the
+//! lock its parent held.
+
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{fence, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::control::{Control, RESERVED, SLOTS};
+use crate::futex;
+use crate::process;
+use crate::status::{Error, Result, Status};
+
+pub const WRITER_MASK: u32 = 0xFF;
+pub const LOCK_WAITERS: u32 = 1 << 8;
+pub const UPDATE_WAITERS: u32 = 1 << 9;
+const FLAGS: u32 = LOCK_WAITERS | UPDATE_WAITERS;
+const GEN_ONE: u32 = 1 << 10;
+const GEN_MASK: u32 = !(GEN_ONE - 1);
+/// The bits that identify one write acquisition.
+const HOLDING: u32 = WRITER_MASK | GEN_MASK;
+
+/// How long a blocked caller sleeps before it checks whether the holder died.
+pub const CHECK_INTERVAL: Duration = Duration::from_millis(200);
+const SPINS: u32 = 200;
+const OPTIMISTIC_TRIES: u32 = 4;
+
+const _: () = assert!(SLOTS < WRITER_MASK as usize + 1);
+
+/// Claims a reader slot for this process. Called once per process and area.
+pub fn claim_slot(ctl: &Control) -> Result<u32> {
+    let (pid, start) = process::current();
+    let hwm = ctl.lock.slot_hwm.load(Ordering::Acquire) as usize;
+    let first_free = (0..SLOTS).find(|&i| ctl.slots[i].pid.load(Ordering::Relaxed) == 0);
+    // Prefer a dead process's slot below the high-water mark to growing it.
+    let candidates = match first_free {
+        Some(i) if i < hwm => vec![i],
+        _ => (0..hwm.min(SLOTS))
+            .filter(|&i| reclaim_if_dead(ctl, i))
+            .take(1)
+            .chain(first_free)
+            .collect(),
+    };
+    for i in candidates.into_iter().chain(0..SLOTS) {
+        let slot = &ctl.slots[i];
+        if slot
+            .pid
+            .compare_exchange(0, RESERVED, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            slot.readers.store(0, Ordering::Relaxed);
+            slot.start.store(start, Ordering::Relaxed);
+            slot.pid.store(pid, Ordering::Release);
+            ctl.lock.slot_hwm.fetch_max(i as u32 + 1, Ordering::AcqRel);
+            return Ok(i as u32);
+        }
+    }
+    if (0..SLOTS).any(|i| reclaim_if_dead(ctl, i)) {
+        return claim_slot(ctl);
+    }
+    Err(Error::new(
+        Status::Limit,
+        format!("{SLOTS} live processes already use this area's lock"),
+    ))
+}
+
+/// Frees slot `i` if its process is dead (clearing a write lock it held first).
+/// Returns whether the slot is now free.
+fn reclaim_if_dead(ctl: &Control, i: usize) -> bool {
+    let slot = &ctl.slots[i];
+    let pid = slot.pid.load(Ordering::Acquire);
+    if pid == 0 {
+        return true;
+    }
+    if pid == RESERVED || !process::is_dead(pid, slot.start.load(Ordering::Acquire)) {
+        return false;
+    }
+    let s = ctl.lock.state.load(Ordering::Acquire);
+    if s & WRITER_MASK == i as u32 + 1 {
+        clear_dead_writer(ctl, s);
+        if ctl.lock.state.load(Ordering::Acquire) & WRITER_MASK == i as u32 + 1 {
+            return false;
+        }
+    }
+    if slot
+        .pid
+        .compare_exchange(pid, RESERVED, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        return false;
+    }
+    if slot.readers.swap(0, Ordering::AcqRel) != 0 {
+        ctl.used.recoveries.fetch_add(1, Ordering::Relaxed);
+    }
+    slot.start.store(0, Ordering::Relaxed);
+    slot.pid.store(0, Ordering::Release);
+    true
+}
+
+/// Whether the writer named in state `s` is dead.
+fn writer_is_dead(ctl: &Control, s: u32) -> bool {
+    let w = s & WRITER_MASK;
+    if w == 0 {
+        return false;
+    }
+    let slot = &ctl.slots[(w - 1) as usize];
+    match slot.pid.load(Ordering::Acquire) {
+        RESERVED => false,
+        0 => true,
+        pid => process::is_dead(pid, slot.start.load(Ordering::Acquire)),
+    }
+}
+
+/// Clears the write lock described by `s` if its holder is dead, and only that
+/// acquisition (same writer and generation). Returns whether it cleared it.
+fn clear_dead_writer(ctl: &Control, s: u32) -> bool {
+    if !writer_is_dead(ctl, s) {
+        return false;
+    }
+    let mut cur = s;
+    loop {
+        if cur & HOLDING != s & HOLDING {
+            return false; // someone else recovered it, or it changed hands
+        }
+        match ctl.lock.state.compare_exchange_weak(
+            cur,
+            cur & !(WRITER_MASK | FLAGS),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => {
+                ctl.used.recoveries.fetch_add(1, Ordering::Relaxed);
+                futex::wake_all(&ctl.lock.state);
+                futex::wake_all(ctl.updates_futex_word());
+                return true;
+            }
+            Err(now) => cur = now,
+        }
+    }
+}
+
+/// Sleeps until the state word changes from `s` (arming `LOCK_WAITERS`), at most
+/// `CHECK_INTERVAL`. Checks for a dead writer when `check_due`.
+fn sleep_on_state(ctl: &Control, s: u32, next_check: &mut Option<Instant>) -> bool {
+    let armed = s | LOCK_WAITERS;
+    if s & LOCK_WAITERS == 0
+        && ctl
+            .lock
+            .state
+            .compare_exchange(s, armed, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+    {
+        return false;
+    }
+    futex::wait(&ctl.lock.state, armed, Some(CHECK_INTERVAL));
+    let now = Instant::now();
+    match next_check {
+        Some(due) if now < *due => false,
+        _ => {
+            *next_check = Some(now + CHECK_INTERVAL);
+            let cur = ctl.lock.state.load(Ordering::Acquire);
+            clear_dead_writer(ctl, cur)
+        }
+    }
+}
+
+/// Takes the write lock. Returns whether a dead holder was cleared on the way.
+pub fn lock_exclusive(ctl: &Control, me: u32) -> bool {
+    let state = &ctl.lock.state;
+    let mut recovered = false;
+    let mut spins = 0;
+    let mut next_check = None;
+    loop {
+        let s = state.load(Ordering::Relaxed);
+        if s & WRITER_MASK == 0 {
+            let new = (s & FLAGS) | ((s & GEN_MASK).wrapping_add(GEN_ONE)) | (me + 1);
+            if state
+                .compare_exchange_weak(s, new, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+            {
+                break;
+            }
+            continue;
+        }
+        if spins < SPINS {
+            spins += 1;
+            std::hint::spin_loop();
+            continue;
+        }
+        recovered |= sleep_on_state(ctl, s, &mut next_check);
+    }
+    recovered | drain_readers(ctl)
+}
+
+/// With the writer field ours, waits until no process holds a read lock.
+fn drain_readers(ctl: &Control) -> bool {
+    let mut recovered = false;
+    let hwm = (ctl.lock.slot_hwm.load(Ordering::SeqCst) as usize).min(SLOTS);
+    for i in 0..hwm {
+        let slot = &ctl.slots[i];
+        let mut spins = 0;
+        let mut next_check = Instant::now() + CHECK_INTERVAL;
+        loop {
+            let r = slot.readers.load(Ordering::SeqCst);
+            if r == 0 {
+                break;
+            }
+            if spins < SPINS {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            futex::wait(&slot.readers, r, Some(CHECK_INTERVAL));
+            if Instant::now() >= next_check {
+                next_check = Instant::now() + CHECK_INTERVAL;
+                recovered |= reclaim_if_dead(ctl, i) && r != 0;
+            }
+        }
+    }
+    recovered
+}
+
+/// Releases the write lock and wakes whoever waits on it or on updates.
+pub fn unlock_exclusive(ctl: &Control) {
+    let old = ctl
+        .lock
+        .state
+        .fetch_and(!(WRITER_MASK | FLAGS), Ordering::SeqCst);
+    if old & LOCK_WAITERS != 0 {
+        futex::wake_all(&ctl.lock.state);
+    }
+    if old & UPDATE_WAITERS != 0 {
+        futex::wake_all(ctl.updates_futex_word());
+    }
+}
+
+/// Takes a read lock in slot `me`. Returns whether a dead writer was cleared.
+pub fn lock_shared(ctl: &Control, me: u32) -> bool {
+    let state = &ctl.lock.state;
+    let slot = &ctl.slots[me as usize];
+    let mut recovered = false;
+    let mut spins = 0;
+    let mut next_check = None;
+    loop {
+        let s = state.load(Ordering::SeqCst);
+        if s & WRITER_MASK == 0 {
+            slot.readers.fetch_add(1, Ordering::SeqCst);
+            if state.load(Ordering::SeqCst) & WRITER_MASK == 0 {
+                return recovered;
+            }
+            unlock_shared(ctl, me);
+            continue;
+        }
+        if spins < SPINS {
+            spins += 1;
+            std::hint::spin_loop();
+            continue;
+        }
+        recovered |= sleep_on_state(ctl, s, &mut next_check);
+    }
+}
+
+/// Releases a read lock held in slot `me`, waking a writer that drains readers.
+pub fn unlock_shared(ctl: &Control, me: u32) {
+    let slot = &ctl.slots[me as usize];
+    let before = slot.readers.fetch_sub(1, Ordering::SeqCst);
+    if before == 1 && ctl.lock.state.load(Ordering::SeqCst) & WRITER_MASK != 0 {
+        futex::wake_all(&slot.readers);
+    }
+}
+
+/// Runs `f` without taking the lock and returns its result if no writer held or
+/// took the lock meanwhile; `None` after a few failed tries (take the read lock).
+///
+/// `f` must only copy: its result is thrown away when a writer interfered.
+#[inline]
+pub fn optimistic<T>(ctl: &Control, mut f: impl FnMut() -> T) -> Option<T> {
+    let state = &ctl.lock.state;
+    for _ in 0..OPTIMISTIC_TRIES {
+        let before = state.load(Ordering::Acquire);
+        if before & WRITER_MASK != 0 {
+            std::hint::spin_loop();
+            continue;
+        }
+        let value = f();
+        fence(Ordering::Acquire);
+        let after = state.load(Ordering::Relaxed);
+        if (before ^ after) & HOLDING == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// Arms `UPDATE_WAITERS` so the next writer's release wakes update waiters.
+pub fn arm_update_waiters(ctl: &Control) {
+    ctl.lock.state.fetch_or(UPDATE_WAITERS, Ordering::SeqCst);
+}
+
+// ---------------------------------------------------------------------------
+// This thread's holds.
+
+/// How this thread holds an area's lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Held {
+    None,
+    Read,
+    Write,
+}
+
+struct Hold {
+    area: i32,
+    write: bool,
+    depth: u32,
+}
+
+thread_local! {
+    static HOLD_COUNT: Cell<u32> = const { Cell::new(0) };
+    static HOLDS: RefCell<Vec<Hold>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How this thread holds `area`'s lock.
+#[inline]
+pub fn held(area: i32) -> Held {
+    if HOLD_COUNT.with(|c| c.get()) == 0 {
+        return Held::None;
+    }
+    HOLDS.with(|h| {
+        h.borrow()
+            .iter()
+            .find(|x| x.area == area)
+            .map_or(
+                Held::None,
+                |x| if x.write { Held::Write } else { Held::Read },
+            )
+    })
+}
+
+/// Records one more hold (a nested one deepens the existing record).
+pub fn push_hold(area: i32, write: bool) {
+    HOLDS.with(|h| {
+        let mut h = h.borrow_mut();
+        match h.iter_mut().find(|x| x.area == area) {
+            Some(x) => x.depth += 1,
+            None => {
+                h.push(Hold {
+                    area,
+                    write,
+                    depth: 1,
+                });
+                HOLD_COUNT.with(|c| c.set(c.get() + 1));
+            }
+        }
+    });
+}
+
+/// What dropping one level of hold did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Popped {
+    /// This thread held nothing on the area.
+    NotHeld,
+    /// A nested level ended; the lock is still held.
+    Nested,
+    /// The outermost hold ended: the caller releases the lock (write or read).
+    Last { write: bool },
+}
+
+/// Drops one level of hold.
+pub fn pop_hold(area: i32) -> Popped {
+    HOLDS.with(|h| {
+        let mut h = h.borrow_mut();
+        let Some(i) = h.iter().position(|x| x.area == area) else {
+            return Popped::NotHeld;
+        };
+        if h[i].depth > 1 {
+            h[i].depth -= 1;
+            return Popped::Nested;
+        }
+        let write = h.remove(i).write;
+        HOLD_COUNT.with(|c| c.set(c.get() - 1));
+        Popped::Last { write }
+    })
+}
+
+/// Forgets every hold of this thread (in a forked child: the parent's holds are
+/// the parent's).
+pub fn forget_holds() {
+    HOLD_COUNT.with(|c| c.set(0));
+    HOLDS.with(|h| {
+        if let Ok(mut h) = h.try_borrow_mut() {
+            h.clear();
+        }
+    });
+}
+
+/// For `sharedarea_info`-style reporting and tests: the state word's writer slot.
+pub fn writer_slot(ctl: &Control) -> Option<u32> {
+    match ctl.lock.state.load(Ordering::Acquire) & WRITER_MASK {
+        0 => None,
+        w => Some(w - 1),
+    }
+}

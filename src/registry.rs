@@ -1,0 +1,79 @@
+//! This process's table of areas. Ids are 0, 1, 2, ... in creation order; an area
+//! lives until the process exits, so a lookup is one atomic load and hands out a
+//! `&'static Area`. Creation is serialised by a mutex (parking_lot: in-process state).
+
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::Once;
+
+use parking_lot::Mutex;
+
+use crate::area::Area;
+use crate::backing::Mapping;
+use crate::lock;
+use crate::process::FORK_GENERATION;
+use crate::status::{Error, Result, Status};
+
+/// The most areas one process can have.
+pub const MAX_AREAS: usize = 4096;
+
+static AREAS: [AtomicPtr<Area>; MAX_AREAS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_AREAS];
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+static CREATE: Mutex<()> = Mutex::new(());
+static AT_FORK: Once = Once::new();
+
+extern "C" fn in_forked_child() {
+    FORK_GENERATION.fetch_add(1, Ordering::AcqRel);
+    lock::forget_holds();
+}
+
+/// The area with this id.
+#[inline]
+pub fn get(id: i32) -> Result<&'static Area> {
+    let p = usize::try_from(id)
+        .ok()
+        .and_then(|i| AREAS.get(i))
+        .map_or(std::ptr::null_mut(), |slot| slot.load(Ordering::Acquire));
+    if p.is_null() {
+        return Err(no_such_area(id));
+    }
+    // SAFETY: non-null entries point at Areas leaked by `add`, never freed.
+    Ok(unsafe { &*p })
+}
+
+#[cold]
+fn no_such_area(id: i32) -> Error {
+    let n = count();
+    let have = match n {
+        0 => "no area exists yet".to_string(),
+        1 => "the only area is 0".to_string(),
+        n => format!("areas are 0..{}", n - 1),
+    };
+    Error::area(Status::NoSuchArea, id, format!("no such area ({have})"))
+}
+
+pub fn count() -> usize {
+    COUNT.load(Ordering::Acquire)
+}
+
+/// Adds an area built from `mapping` (given its future id) and returns its id.
+pub fn add(make: impl FnOnce() -> Result<Mapping>) -> Result<i32> {
+    AT_FORK.call_once(|| {
+        // SAFETY: registering a plain extern "C" fn with no arguments; it only
+        // touches atomics and this thread's thread-locals.
+        unsafe { libc::pthread_atfork(None, None, Some(in_forked_child)) };
+    });
+    let _guard = CREATE.lock();
+    let id = count();
+    if id >= MAX_AREAS {
+        return Err(Error::new(
+            Status::Limit,
+            format!("this process already has {MAX_AREAS} areas"),
+        ));
+    }
+    let mapping = make()?;
+    let area = Box::leak(Box::new(Area::new(id as i32, mapping)));
+    AREAS[id].store(area, Ordering::Release);
+    COUNT.store(id + 1, Ordering::Release);
+    Ok(id as i32)
+}

@@ -1,0 +1,289 @@
+//! uWSGI `--sharedarea` spec strings -> a typed description. No I/O happens here.
+//!
+//! Forms: `N` (N pages), or `key=value,key=value` with the keys `pages`, `size`,
+//! `file`, `fd`, `offset`, `name` (ours) and `ptr` (refused: C callers use
+//! `sharedarea_init_ptr`). A comma inside a value is written `\,` (as uWSGI allows).
+//! Every mistake is an error naming the spec and the problem.
+
+use crate::status::{Error, Result, Status};
+
+/// How big the area is, as the spec said it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    /// Not given: a file/fd area takes the file's length minus the offset; a named
+    /// area attaches to an existing object of whatever size it has.
+    Unspecified,
+    Pages(u64),
+    Bytes(u64),
+}
+
+/// Where the bytes live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Anonymous,
+    File(String),
+    Fd(i32),
+    Named(String),
+}
+
+/// A parsed spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spec {
+    pub source: Source,
+    pub size: Size,
+    pub offset: u64,
+}
+
+fn invalid(spec: &str, problem: impl std::fmt::Display) -> Error {
+    Error::new(
+        Status::InvalidSpec,
+        format!("invalid spec \"{spec}\": {problem}"),
+    )
+}
+
+/// Parses a number: decimal, `0x` hex, optionally followed by `K`, `M` or `G`
+/// (powers of 1024). Returns `None` for anything else or on overflow.
+pub fn parse_number(text: &str) -> Option<u64> {
+    let (digits, multiplier) = match text.as_bytes().last()? {
+        b'k' | b'K' => (&text[..text.len() - 1], 1u64 << 10),
+        b'm' | b'M' => (&text[..text.len() - 1], 1u64 << 20),
+        b'g' | b'G' => (&text[..text.len() - 1], 1u64 << 30),
+        _ => (text, 1),
+    };
+    let value = if let Some(hex) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u64::from_str_radix(hex, 16).ok()?
+    } else {
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse::<u64>().ok()?
+    };
+    value.checked_mul(multiplier)
+}
+
+/// Splits `a=1,b=2\,3` into `[("a","1"), ("b","2,3")]`.
+fn split_pairs(spec: &str) -> Result<Vec<(String, String)>> {
+    let mut items = Vec::new();
+    let mut current = String::new();
+    let mut chars = spec.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(',') => current.push(','),
+                Some(other) => {
+                    current.push('\\');
+                    current.push(other);
+                }
+                None => current.push('\\'),
+            },
+            ',' => items.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    items.push(current);
+    items
+        .into_iter()
+        .map(|item| match item.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ if item.is_empty() => Err(invalid(spec, "an empty item (stray comma?)")),
+            _ => Err(invalid(spec, format!("\"{item}\" is not key=value"))),
+        })
+        .collect()
+}
+
+impl Spec {
+    /// Parses a spec string.
+    pub fn parse(spec: &str) -> Result<Spec> {
+        if spec.is_empty() {
+            return Err(invalid(spec, "it is empty"));
+        }
+        if spec.bytes().all(|b| b.is_ascii_digit()) {
+            let pages = spec
+                .parse::<u64>()
+                .map_err(|_| invalid(spec, "the page count does not fit 64 bits"))?;
+            if pages == 0 {
+                return Err(invalid(spec, "an area needs at least 1 page"));
+            }
+            return Ok(Spec {
+                source: Source::Anonymous,
+                size: Size::Pages(pages),
+                offset: 0,
+            });
+        }
+        if !spec.contains('=') {
+            return Err(invalid(
+                spec,
+                "expected a page count (digits only) or key=value pairs",
+            ));
+        }
+        let mut pages = None;
+        let mut size = None;
+        let mut offset = None;
+        let mut file = None;
+        let mut fd = None;
+        let mut name = None;
+        for (key, value) in split_pairs(spec)? {
+            let number = |what: &str| -> Result<u64> {
+                parse_number(&value).ok_or_else(|| {
+                    invalid(
+                        spec,
+                        format!(
+                            "{what}=\"{value}\" is not a number (decimal, 0x hex, K/M/G suffix)"
+                        ),
+                    )
+                })
+            };
+            let slot_taken = match key.as_str() {
+                "pages" => pages.replace(number("pages")?).is_some(),
+                "size" => size.replace(number("size")?).is_some(),
+                "offset" => offset.replace(number("offset")?).is_some(),
+                "fd" => {
+                    let n = number("fd")?;
+                    let n = i32::try_from(n)
+                        .map_err(|_| invalid(spec, format!("fd={value} is not a descriptor")))?;
+                    fd.replace(n).is_some()
+                }
+                "file" => {
+                    if value.is_empty() {
+                        return Err(invalid(spec, "file= needs a path"));
+                    }
+                    file.replace(value.clone()).is_some()
+                }
+                "name" => {
+                    check_name(spec, &value)?;
+                    name.replace(value.clone()).is_some()
+                }
+                "ptr" => return Err(invalid(
+                    spec,
+                    "ptr= cannot be given in a spec string; C callers use sharedarea_init_ptr()",
+                )),
+                other => {
+                    return Err(invalid(
+                        spec,
+                        format!(
+                            "unknown key \"{other}\" (known: pages, size, file, fd, offset, name)"
+                        ),
+                    ))
+                }
+            };
+            if slot_taken {
+                return Err(invalid(spec, format!("the key \"{key}\" is given twice")));
+            }
+        }
+        let size = match (pages, size) {
+            (Some(_), Some(_)) => return Err(invalid(spec, "give pages= or size=, not both")),
+            (Some(0), None) => return Err(invalid(spec, "pages=0: an area cannot be empty")),
+            (None, Some(0)) => return Err(invalid(spec, "size=0: an area cannot be empty")),
+            (Some(p), None) => Size::Pages(p),
+            (None, Some(b)) => Size::Bytes(b),
+            (None, None) => Size::Unspecified,
+        };
+        let source = match (file, fd, name) {
+            (None, None, None) => Source::Anonymous,
+            (Some(f), None, None) => Source::File(f),
+            (None, Some(d), None) => Source::Fd(d),
+            (None, None, Some(n)) => Source::Named(n),
+            _ => return Err(invalid(spec, "give only one of file=, fd= and name=")),
+        };
+        if offset.is_some() && !matches!(source, Source::File(_) | Source::Fd(_)) {
+            return Err(invalid(spec, "offset= applies only to file= and fd= areas"));
+        }
+        if matches!(source, Source::Anonymous) && size == Size::Unspecified {
+            return Err(invalid(spec, "an anonymous area needs pages= or size="));
+        }
+        Ok(Spec {
+            source,
+            size,
+            offset: offset.unwrap_or(0),
+        })
+    }
+}
+
+fn check_name(spec: &str, name: &str) -> Result<()> {
+    let bare = name.strip_prefix('/').unwrap_or(name);
+    if bare.is_empty() {
+        return Err(invalid(spec, "name= needs a name"));
+    }
+    if bare.contains('/') || bare == "." || bare == ".." {
+        return Err(invalid(
+            spec,
+            format!("name=\"{name}\" may not contain '/'"),
+        ));
+    }
+    if bare.len() > 250 || bare.contains('\0') {
+        return Err(invalid(
+            spec,
+            format!("name=\"{name}\" is too long or has a NUL"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_number("4096"), Some(4096));
+        assert_eq!(parse_number("0x1000"), Some(4096));
+        assert_eq!(parse_number("4k"), Some(4096));
+        assert_eq!(parse_number("2M"), Some(2 << 20));
+        assert_eq!(parse_number("1G"), Some(1 << 30));
+        assert_eq!(parse_number("0x"), None);
+        assert_eq!(parse_number("-1"), None);
+        assert_eq!(parse_number("abc"), None);
+        assert_eq!(parse_number("99999999999999999999"), None);
+        assert_eq!(parse_number("17179869184G"), None);
+    }
+
+    #[test]
+    fn forms() {
+        assert_eq!(Spec::parse("4").unwrap().size, Size::Pages(4));
+        let s = Spec::parse("file=/tmp/a\\,b,size=100,offset=4096").unwrap();
+        assert_eq!(s.source, Source::File("/tmp/a,b".into()));
+        assert_eq!(s.size, Size::Bytes(100));
+        assert_eq!(s.offset, 4096);
+        assert_eq!(
+            Spec::parse("name=cam").unwrap().source,
+            Source::Named("cam".into())
+        );
+    }
+
+    #[test]
+    fn errors_name_the_spec() {
+        for bad in [
+            "",
+            "0",
+            "abc",
+            "pages=0",
+            "size=0",
+            "size=-1",
+            "size=0x",
+            "foo=1",
+            "pages=1,pages=2",
+            "pages=1,size=4096",
+            "ptr=0x1234,size=4096",
+            "size=4096,offset=4096",
+            "file=a,fd=3",
+            "pages = 2",
+            "pages=1,",
+            "name=a/b",
+            "99999999999999999999999",
+        ] {
+            let e = Spec::parse(bad).unwrap_err();
+            assert_eq!(e.status, Status::InvalidSpec, "{bad}");
+            assert!(
+                e.detail.contains(&format!("\"{bad}\"")),
+                "{bad}: {}",
+                e.detail
+            );
+        }
+    }
+}
