@@ -1,0 +1,1015 @@
+/*
+ * SharedArea.xs - the Perl face of the SharedArea C ABI (include/sharedarea.h).
+ *
+ * This file holds no shared-memory logic: the Rust core does every range
+ * check, lock and counter.  What lives here is the conversion of Perl values
+ * to C arguments, done in ONE place (S_arg_* below), and the turning of a
+ * failed C call into a croak that names the Perl function, the area and the
+ * cause (S_croak_core, which re-uses the detail of sharedarea_last_error()).
+ *
+ * Layout: small S_ helpers first, taking aTHX_; the MODULE section at the
+ * end only checks the argument count and calls one helper per function.
+ */
+
+#define PERL_NO_GET_CONTEXT
+#include "EXTERN.h"
+#include "perl.h"
+#include "XSUB.h"
+
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+/* MakeMaker defines VERSION on the command line; the core header may too. */
+#undef VERSION
+#include "sharedarea.h"
+#undef VERSION
+
+/* Names of the backing kinds, indexed by SHAREDAREA_BACKING_*. */
+static const char *const S_backing_names[] = {
+    "anonymous", "file", "fd", "named", "pointer"
+};
+
+/* ------------------------------------------------------------------------ */
+/* Croaking                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* croak "FNAME: area ID: <formatted cause>" (or "FNAME: <cause>" when id < 0) */
+static void S_die(pTHX_ const char *fname, IV id, const char *fmt, ...)
+    __attribute__noreturn__ __attribute__format__(__printf__, pTHX_3, pTHX_4);
+
+static void
+S_die(pTHX_ const char *fname, IV id, const char *fmt, ...)
+{
+    va_list ap;
+    SV *msg = id >= 0
+        ? newSVpvf("%s: area %" IVdf ": ", fname, id)
+        : newSVpvf("%s: ", fname);
+    sv_2mortal(msg);
+    va_start(ap, fmt);
+    sv_vcatpvf(msg, fmt, &ap);
+    va_end(ap);
+    croak_sv(msg);
+}
+
+/* The detail part of this thread's last core error: the text after the
+ * first ": " of sharedarea_last_error() ("area 0: 16 bytes at ..."), or
+ * NULL when the core left nothing useful. */
+static const char *
+S_core_detail(void)
+{
+    const char *msg = sharedarea_last_error();
+    const char *sep;
+    if (!msg || !*msg)
+        return NULL;
+    sep = strstr(msg, ": ");
+    if (!sep || !sep[2])
+        return msg;
+    return sep + 2;
+}
+
+/* A C call failed with STATUS: croak "FNAME: <detail from the core>". */
+static void S_croak_core(pTHX_ const char *fname, IV id, int64_t status)
+    __attribute__noreturn__;
+
+static void
+S_croak_core(pTHX_ const char *fname, IV id, int64_t status)
+{
+    const char *detail = S_core_detail();
+    if (detail)
+        Perl_croak(aTHX_ "%s: %s", fname, detail);
+    S_die(aTHX_ fname, id, "%s", sharedarea_strerror((int32_t)status));
+}
+
+/* items must be in [min, max]; otherwise croak "Usage: USAGE". */
+static void
+S_check_items(pTHX_ I32 items, I32 min, I32 max, const char *usage)
+{
+    if (items < min || items > max)
+        Perl_croak(aTHX_ "Usage: %s", usage);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Argument conversion: the one place where Perl values become C numbers    */
+/* ------------------------------------------------------------------------ */
+
+typedef enum {
+    ARG_OK = 0,
+    ARG_UNDEF,
+    ARG_REF,
+    ARG_NOT_NUMBER,
+    ARG_NOT_FINITE,
+    ARG_NEGATIVE,
+    ARG_NOT_INTEGER,
+    ARG_TOO_BIG
+} arg_status;
+
+/* What a Perl scalar holds as a number. */
+typedef struct {
+    int is_int;   /* an exact integer: value in iv (negative) or uv */
+    int negative; /* with is_int: the value is iv < 0 */
+    IV iv;
+    UV uv;
+    NV nv;        /* without is_int: the floating value */
+} num_t;
+
+/* Classify SV (get-magic already called) as a number without changing it.
+ * Strings are judged by their text (grok_number), so "abc", "", "12abc",
+ * "0x10", "Inf" and "NaN" are refused even after perl numified them. */
+static arg_status
+S_classify(pTHX_ SV *sv, num_t *n)
+{
+    n->is_int = 0;
+    n->negative = 0;
+    if (!SvOK(sv))
+        return ARG_UNDEF;
+    if (SvROK(sv))
+        return ARG_REF;
+    if (SvIOK(sv))
+        goto integer;
+    if (SvNOK(sv))
+        goto floating;
+    if (SvPOKp(sv)) {
+        STRLEN len;
+        const char *pv = SvPV_nomg_const(sv, len);
+        UV uv = 0;
+        int flags = grok_number(pv, len, &uv);
+        if (!flags)
+            return ARG_NOT_NUMBER;
+        if (flags & (IS_NUMBER_INFINITY | IS_NUMBER_NAN))
+            return ARG_NOT_FINITE;
+        if ((flags & (IS_NUMBER_IN_UV | IS_NUMBER_NOT_INT
+                      | IS_NUMBER_GREATER_THAN_UV_MAX)) == IS_NUMBER_IN_UV) {
+            n->is_int = 1;
+            if ((flags & IS_NUMBER_NEG) && uv) {
+                if (uv > (UV)IV_MAX + 1) {          /* below -2**63 */
+                    n->is_int = 0;
+                    n->nv = -(NV)uv;
+                    return ARG_OK;
+                }
+                n->negative = 1;
+                n->iv = uv == (UV)IV_MAX + 1 ? IV_MIN : -(IV)uv;
+            }
+            else
+                n->uv = uv;
+            return ARG_OK;
+        }
+        n->nv = SvNV_nomg(sv);
+        return ARG_OK;
+    }
+    if (SvIOKp(sv))
+        goto integer;
+    if (SvNOKp(sv))
+        goto floating;
+    return ARG_NOT_NUMBER;
+
+  integer:
+    n->is_int = 1;
+    if (SvIsUV(sv))
+        n->uv = SvUVX(sv);
+    else if (SvIVX(sv) < 0) {
+        n->negative = 1;
+        n->iv = SvIVX(sv);
+    }
+    else
+        n->uv = (UV)SvIVX(sv);
+    return ARG_OK;
+
+  floating:
+    n->nv = SvNVX(sv);
+    return ARG_OK;
+}
+
+#define TWO_POW_64 18446744073709551616.0
+#define TWO_POW_63 9223372036854775808.0
+
+/* A non-negative integer below 2**64 (an id, position, length, count). */
+static arg_status
+S_num_u64(pTHX_ SV *sv, uint64_t *out)
+{
+    num_t n;
+    arg_status st = S_classify(aTHX_ sv, &n);
+    if (st != ARG_OK)
+        return st;
+    if (n.is_int) {
+        if (n.negative)
+            return ARG_NEGATIVE;
+        *out = (uint64_t)n.uv;
+        return ARG_OK;
+    }
+    if (Perl_isnan(n.nv) || Perl_isinf(n.nv))
+        return ARG_NOT_FINITE;
+    if (n.nv < 0)
+        return ARG_NEGATIVE;
+    if (n.nv != Perl_floor(n.nv))
+        return ARG_NOT_INTEGER;
+    if (n.nv >= TWO_POW_64)
+        return ARG_TOO_BIG;
+    *out = (uint64_t)n.nv;
+    return ARG_OK;
+}
+
+/* An integer in [-2**63, 2**64): its 64 low bits, two's complement. */
+static arg_status
+S_num_bits64(pTHX_ SV *sv, uint64_t *out)
+{
+    num_t n;
+    arg_status st = S_classify(aTHX_ sv, &n);
+    if (st != ARG_OK)
+        return st;
+    if (n.is_int) {
+        *out = n.negative ? (uint64_t)n.iv : (uint64_t)n.uv;
+        return ARG_OK;
+    }
+    if (Perl_isnan(n.nv) || Perl_isinf(n.nv))
+        return ARG_NOT_FINITE;
+    if (n.nv != Perl_floor(n.nv))
+        return ARG_NOT_INTEGER;
+    if (n.nv >= TWO_POW_64 || n.nv < -TWO_POW_63)
+        return ARG_TOO_BIG;
+    *out = n.nv < 0 ? (uint64_t)(int64_t)n.nv : (uint64_t)n.nv;
+    return ARG_OK;
+}
+
+/* A finite non-negative number, fractions allowed (seconds, milliseconds). */
+static arg_status
+S_num_nonneg(pTHX_ SV *sv, NV *out)
+{
+    num_t n;
+    arg_status st = S_classify(aTHX_ sv, &n);
+    if (st != ARG_OK)
+        return st;
+    if (n.is_int) {
+        if (n.negative)
+            return ARG_NEGATIVE;
+        *out = (NV)n.uv;
+        return ARG_OK;
+    }
+    if (Perl_isnan(n.nv) || Perl_isinf(n.nv))
+        return ARG_NOT_FINITE;
+    if (n.nv < 0)
+        return ARG_NEGATIVE;
+    *out = n.nv;
+    return ARG_OK;
+}
+
+/* The value of SV as shown in a message: numbers as perl prints them,
+ * anything else quoted and shortened. */
+static const char *
+S_show(pTHX_ SV *sv, arg_status st)
+{
+    SV *copy = sv_2mortal(newSVsv_flags(sv, SV_NOSTEAL));
+    STRLEN len;
+    const char *pv = SvPV_nomg_const(copy, len);
+    if (st == ARG_NOT_NUMBER) {
+        SV *out = sv_newmortal();
+        pv_pretty(out, pv, len, 40, NULL, NULL,
+                  PERL_PV_PRETTY_QUOTE | PERL_PV_PRETTY_ELLIPSES
+                  | (SvUTF8(copy) ? PERL_PV_ESCAPE_UNI : 0));
+        return SvPV_nolen(out);
+    }
+    return pv;
+}
+
+/* croak for argument WHAT (e.g. "position") of FNAME that failed with ST. */
+static void S_croak_arg(pTHX_ const char *fname, IV id, const char *what,
+                        SV *sv, arg_status st, const char *too_big)
+    __attribute__noreturn__;
+
+static void
+S_croak_arg(pTHX_ const char *fname, IV id, const char *what, SV *sv,
+            arg_status st, const char *too_big)
+{
+    switch (st) {
+    case ARG_UNDEF:
+        S_die(aTHX_ fname, id, "%s is undef", what);
+    case ARG_REF:
+        S_die(aTHX_ fname, id, "%s is a reference, not a number", what);
+    case ARG_NOT_NUMBER:
+        S_die(aTHX_ fname, id, "%s %s is not a number", what, S_show(aTHX_ sv, st));
+    case ARG_NOT_FINITE:
+        S_die(aTHX_ fname, id, "%s %s is not a finite number", what, S_show(aTHX_ sv, st));
+    case ARG_NEGATIVE:
+        S_die(aTHX_ fname, id, "%s %s is negative", what, S_show(aTHX_ sv, st));
+    case ARG_NOT_INTEGER:
+        S_die(aTHX_ fname, id, "%s %s is not an integer", what, S_show(aTHX_ sv, st));
+    case ARG_TOO_BIG:
+    default:
+        S_die(aTHX_ fname, id, "%s %s %s", what, S_show(aTHX_ sv, st), too_big);
+    }
+}
+
+/* An area id: a non-negative integer that fits int32_t.  Whether the area
+ * exists is the core's to say; a negative or absurd id "does not exist". */
+static int32_t
+S_arg_id(pTHX_ const char *fname, SV *sv)
+{
+    uint64_t v = 0;
+    arg_status st;
+    SvGETMAGIC(sv);
+    st = S_num_u64(aTHX_ sv, &v);
+    switch (st) {
+    case ARG_OK:
+        if (v <= (uint64_t)INT32_MAX)
+            return (int32_t)v;
+        /* FALLTHROUGH */
+    case ARG_NEGATIVE:
+    case ARG_NOT_INTEGER:
+    case ARG_NOT_FINITE:
+    case ARG_TOO_BIG:
+        S_die(aTHX_ fname, -1, "area %s does not exist", S_show(aTHX_ sv, st));
+    default:
+        S_croak_arg(aTHX_ fname, -1, "area id", sv, st, "");
+    }
+}
+
+/* A position, length or count: an integer in [0, 2**64). */
+static uint64_t
+S_arg_u64(pTHX_ const char *fname, IV id, const char *what, SV *sv)
+{
+    uint64_t v = 0;
+    arg_status st;
+    SvGETMAGIC(sv);
+    st = S_num_u64(aTHX_ sv, &v);
+    if (st != ARG_OK)
+        S_croak_arg(aTHX_ fname, id, what, sv, st, "is too large (2**64 or more)");
+    return v;
+}
+
+/* An integer value for writeN/incN/decN: its low 64 bits. */
+static uint64_t
+S_arg_bits64(pTHX_ const char *fname, IV id, const char *what, SV *sv)
+{
+    uint64_t v = 0;
+    arg_status st;
+    SvGETMAGIC(sv);
+    st = S_num_bits64(aTHX_ sv, &v);
+    if (st != ARG_OK)
+        S_croak_arg(aTHX_ fname, id, what, sv, st,
+                    "does not fit in 64 bits (-2**63 .. 2**64-1)");
+    return v;
+}
+
+/* A non-negative number of seconds or milliseconds, fractions allowed. */
+static NV
+S_arg_nonneg(pTHX_ const char *fname, IV id, const char *what, SV *sv)
+{
+    NV v = 0;
+    arg_status st;
+    SvGETMAGIC(sv);
+    st = S_num_nonneg(aTHX_ sv, &v);
+    if (st != ARG_OK)
+        S_croak_arg(aTHX_ fname, id, what, sv, st, "is too large");
+    return v;
+}
+
+/* The bytes of a Perl string argument.  A string holding only characters
+ * <= 0xFF is taken as those bytes (downgraded on a copy, the caller's
+ * scalar is not touched); wide characters are an error. */
+static const char *
+S_arg_bytes(pTHX_ const char *fname, IV id, const char *what, SV *sv, STRLEN *len)
+{
+    const char *pv;
+    SvGETMAGIC(sv);
+    if (!SvOK(sv))
+        S_die(aTHX_ fname, id, "%s is undef", what);
+    pv = SvPV_nomg_const(sv, *len);
+    if (SvUTF8(sv)) {
+        SV *copy = sv_2mortal(newSVpvn_flags(pv, *len, SVf_UTF8));
+        if (!sv_utf8_downgrade(copy, TRUE))
+            S_die(aTHX_ fname, id,
+                  "%s contains wide characters (above 0xFF); encode it to bytes first "
+                  "(utf8::encode or Encode::encode_utf8)", what);
+        pv = SvPV_const(copy, *len);
+    }
+    return pv;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Byte ranges                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* The number of bytes a read of (pos, len) covers; croaks when out of range. */
+static uint64_t
+S_extent(pTHX_ const char *fname, int32_t id, uint64_t pos, uint64_t len)
+{
+    uint64_t n = 0;
+    int32_t st = sharedarea_extent(id, pos, len, &n);
+    if (st < 0)
+        S_croak_core(aTHX_ fname, id, st);
+    if (n >= (uint64_t)SSize_t_MAX)
+        S_die(aTHX_ fname, id, "%" UVuf " bytes do not fit in a Perl string", (UV)n);
+    return n;
+}
+
+/* read(id, pos[, len]): a new mortal byte string. */
+static SV *
+S_read(pTHX_ const char *fname, SV *id_sv, SV *pos_sv, SV *len_sv)
+{
+    int32_t id = S_arg_id(aTHX_ fname, id_sv);
+    uint64_t pos = S_arg_u64(aTHX_ fname, id, "position", pos_sv);
+    uint64_t len = len_sv ? S_arg_u64(aTHX_ fname, id, "length", len_sv) : 0;
+    /* the range is checked before anything is allocated */
+    uint64_t n = S_extent(aTHX_ fname, id, pos, len);
+    SV *out = sv_2mortal(newSV((STRLEN)n + 1));
+    int64_t got = sharedarea_read(id, pos, SvPVX(out), n);
+    if (got < 0)
+        S_croak_core(aTHX_ fname, id, got);
+    SvCUR_set(out, (STRLEN)got);
+    SvPVX(out)[got] = '\0';
+    SvPOK_only(out);
+    return out;
+}
+
+/* readfast(id, pos, $buf[, len]): read into $buf's own buffer; the count. */
+static IV
+S_readfast(pTHX_ const char *fname, SV *id_sv, SV *pos_sv, SV *buf, SV *len_sv)
+{
+    int32_t id = S_arg_id(aTHX_ fname, id_sv);
+    uint64_t pos = S_arg_u64(aTHX_ fname, id, "position", pos_sv);
+    uint64_t len = len_sv ? S_arg_u64(aTHX_ fname, id, "length", len_sv) : 0;
+    uint64_t n;
+    int64_t got;
+    char *pv;
+
+    SvGETMAGIC(buf);
+    if (SvREADONLY(buf))
+        S_die(aTHX_ fname, id,
+              "Modification of a read-only value attempted (the buffer is read-only)");
+    if (SvROK(buf))
+        S_die(aTHX_ fname, id, "the buffer is a reference, not a string");
+    if (isGV_with_GP(buf) || SvTYPE(buf) >= SVt_PVAV)
+        S_die(aTHX_ fname, id, "the buffer is not a plain scalar");
+
+    n = S_extent(aTHX_ fname, id, pos, len);
+
+    /* Make $buf a private, writable string (un-share a copy-on-write
+     * buffer, stringify a number) and grow it only when too small. */
+    if (!SvOK(buf))
+        sv_setpvs(buf, "");
+    (void)SvPV_force_nomg_nolen(buf);
+    if (SvLEN(buf) < (STRLEN)n + 1)
+        pv = SvGROW(buf, (STRLEN)n + 1);
+    else
+        pv = SvPVX(buf);
+
+    got = sharedarea_read(id, pos, pv, n);
+    if (got < 0)
+        S_croak_core(aTHX_ fname, id, got);
+    SvCUR_set(buf, (STRLEN)got);
+    pv[got] = '\0';
+    SvPOK_only(buf);        /* a byte string: no UTF8, no stale number */
+    SvSETMAGIC(buf);
+    return (IV)got;
+}
+
+/* write(id, pos, bytes) */
+static void
+S_write(pTHX_ const char *fname, SV *id_sv, SV *pos_sv, SV *data)
+{
+    int32_t id = S_arg_id(aTHX_ fname, id_sv);
+    uint64_t pos = S_arg_u64(aTHX_ fname, id, "position", pos_sv);
+    STRLEN len;
+    const char *pv = S_arg_bytes(aTHX_ fname, id, "data", data, &len);
+    int32_t st = sharedarea_write(id, pos, pv, (uint64_t)len);
+    if (st < 0)
+        S_croak_core(aTHX_ fname, id, st);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Integers: width is 8, 16, 32 or 64                                       */
+/* ------------------------------------------------------------------------ */
+
+static IV
+S_read_int(pTHX_ const char *fname, int width, int32_t id, SV *pos_sv)
+{
+    uint64_t pos = S_arg_u64(aTHX_ fname, id, "position", pos_sv);
+    int32_t st;
+    IV v = 0;
+    switch (width) {
+    case 8:  { int8_t  x = 0; st = sharedarea_read8(id, pos, &x);  v = x; break; }
+    case 16: { int16_t x = 0; st = sharedarea_read16(id, pos, &x); v = x; break; }
+    case 32: { int32_t x = 0; st = sharedarea_read32(id, pos, &x); v = x; break; }
+    default: { int64_t x = 0; st = sharedarea_read64(id, pos, &x); v = (IV)x; break; }
+    }
+    if (st < 0)
+        S_croak_core(aTHX_ fname, id, st);
+    return v;
+}
+
+static void
+S_write_int(pTHX_ const char *fname, int width, int32_t id, SV *pos_sv, SV *val_sv)
+{
+    uint64_t pos = S_arg_u64(aTHX_ fname, id, "position", pos_sv);
+    uint64_t bits = S_arg_bits64(aTHX_ fname, id, "value", val_sv);
+    int32_t st;
+    switch (width) {   /* keep the low bits, two's complement, as pack does */
+    case 8:  st = sharedarea_write8(id, pos, (int8_t)(uint8_t)bits); break;
+    case 16: st = sharedarea_write16(id, pos, (int16_t)(uint16_t)bits); break;
+    case 32: st = sharedarea_write32(id, pos, (int32_t)(uint32_t)bits); break;
+    default: st = sharedarea_write64(id, pos, (int64_t)bits); break;
+    }
+    if (st < 0)
+        S_croak_core(aTHX_ fname, id, st);
+}
+
+/* inc (dec == 0) or dec: the new value; amount_sv NULL means 1. */
+static IV
+S_add_int(pTHX_ const char *fname, int width, int dec, int32_t id,
+          SV *pos_sv, SV *amount_sv)
+{
+    uint64_t pos = S_arg_u64(aTHX_ fname, id, "position", pos_sv);
+    uint64_t a = amount_sv ? S_arg_bits64(aTHX_ fname, id, "amount", amount_sv) : 1;
+    int32_t st;
+    IV v = 0;
+    switch (width) {
+    case 8: {
+        int8_t x = 0;
+        st = dec ? sharedarea_dec8(id, pos, (int8_t)(uint8_t)a, &x)
+                 : sharedarea_inc8(id, pos, (int8_t)(uint8_t)a, &x);
+        v = x; break;
+    }
+    case 16: {
+        int16_t x = 0;
+        st = dec ? sharedarea_dec16(id, pos, (int16_t)(uint16_t)a, &x)
+                 : sharedarea_inc16(id, pos, (int16_t)(uint16_t)a, &x);
+        v = x; break;
+    }
+    case 32: {
+        int32_t x = 0;
+        st = dec ? sharedarea_dec32(id, pos, (int32_t)(uint32_t)a, &x)
+                 : sharedarea_inc32(id, pos, (int32_t)(uint32_t)a, &x);
+        v = x; break;
+    }
+    default: {
+        int64_t x = 0;
+        st = dec ? sharedarea_dec64(id, pos, (int64_t)a, &x)
+                 : sharedarea_inc64(id, pos, (int64_t)a, &x);
+        v = (IV)x; break;
+    }
+    }
+    if (st < 0)
+        S_croak_core(aTHX_ fname, id, st);
+    return v;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Waiting and locking                                                      */
+/* ------------------------------------------------------------------------ */
+
+static int64_t
+S_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* wait(id[, freq_ms[, timeout_s]]): returns when the area was updated after
+ * the call began; croaks on timeout.  A signal interrupts the sleep, perl's
+ * handler runs (and may die out of the wait), then the wait resumes with the
+ * time that is left and the same starting counter, so no update is missed. */
+static void
+S_wait(pTHX_ const char *fname, SV *id_sv, SV *freq_sv, SV *timeout_sv)
+{
+    int32_t id = S_arg_id(aTHX_ fname, id_sv);
+    NV timeout = 0;
+    int64_t total_ms = 0;                      /* 0: forever */
+    int64_t deadline = 0;
+    uint64_t seen = 0;
+    int32_t st;
+
+    if (freq_sv)        /* accepted for compatibility; waking never polls */
+        (void)S_arg_nonneg(aTHX_ fname, id, "frequency", freq_sv);
+    if (timeout_sv)
+        timeout = S_arg_nonneg(aTHX_ fname, id, "timeout", timeout_sv);
+    if (timeout > 0) {
+        NV ms = Perl_ceil(timeout * 1000.0);   /* 0.0001 s is 1 ms, not forever */
+        total_ms = ms > 1e15 ? 0 : (int64_t)ms; /* > 30000 years: forever */
+    }
+
+    st = sharedarea_updates(id, &seen);
+    if (st < 0)
+        S_croak_core(aTHX_ fname, id, st);
+    if (total_ms)
+        deadline = S_now_ns() + total_ms * 1000000;
+
+    for (;;) {
+        int64_t left_ms = 0;
+        if (total_ms) {
+            int64_t left_ns = deadline - S_now_ns();
+            if (left_ns <= 0)
+                break;
+            left_ms = (left_ns + 999999) / 1000000;
+        }
+        st = sharedarea_wait_since(id, seen, left_ms);
+        if (st == SHAREDAREA_OK)
+            return;
+        if (st == SHAREDAREA_E_INTERRUPTED) {
+            PERL_ASYNC_CHECK();     /* run %SIG handlers; a die leaves here */
+            continue;
+        }
+        if (st == SHAREDAREA_E_TIMED_OUT)
+            break;
+        S_croak_core(aTHX_ fname, id, st);
+    }
+    S_die(aTHX_ fname, id, "timed out after %" NVgf " s", timeout);
+}
+
+enum { OP_UPDATE, OP_RLOCK, OP_WLOCK, OP_UNLOCK };
+
+/* update/rlock/wlock/unlock(id).  A lock taken after clearing a dead
+ * holder succeeds with a warning carrying the core's detail. */
+static void
+S_area_op(pTHX_ const char *fname, int op, SV *id_sv)
+{
+    int32_t id = S_arg_id(aTHX_ fname, id_sv);
+    int32_t st;
+    switch (op) {
+    case OP_UPDATE: st = sharedarea_update(id); break;
+    case OP_RLOCK:  st = sharedarea_rlock(id);  break;
+    case OP_WLOCK:  st = sharedarea_wlock(id);  break;
+    default:        st = sharedarea_unlock(id); break;
+    }
+    if (st < 0)
+        S_croak_core(aTHX_ fname, id, st);
+    if (st == SHAREDAREA_RECOVERED) {
+        const char *detail = S_core_detail();
+        if (detail)
+            Perl_warn(aTHX_ "%s: %s", fname, detail);
+        else
+            Perl_warn(aTHX_ "%s: area %d: %s", fname, (int)id,
+                      sharedarea_strerror(st));
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Areas: creation and information                                          */
+/* ------------------------------------------------------------------------ */
+
+static IV
+S_init(pTHX_ const char *fname, SV *spec_sv)
+{
+    STRLEN len;
+    const char *spec = S_arg_bytes(aTHX_ fname, -1, "spec", spec_sv, &len);
+    int32_t id;
+    if (memchr(spec, '\0', len))
+        S_die(aTHX_ fname, -1, "spec contains a NUL byte");
+    /* spec is NUL-terminated: a perl string buffer always is */
+    id = sharedarea_init(spec);
+    if (id < 0)
+        S_croak_core(aTHX_ fname, -1, id);
+    return id;
+}
+
+static SV *
+S_info(pTHX_ const char *fname, SV *id_sv)
+{
+    int32_t id = S_arg_id(aTHX_ fname, id_sv);
+    struct sharedarea_info info;
+    HV *hv;
+    int32_t st = sharedarea_info(id, &info);
+    if (st < 0)
+        S_croak_core(aTHX_ fname, id, st);
+    hv = newHV();
+    sv_2mortal((SV *)hv);
+    (void)hv_stores(hv, "size",        newSVuv((UV)info.size));
+    (void)hv_stores(hv, "pages",       newSVuv((UV)info.pages));
+    (void)hv_stores(hv, "page_size",   newSVuv((UV)info.page_size));
+    (void)hv_stores(hv, "updates",     newSVuv((UV)info.updates));
+    (void)hv_stores(hv, "used",        newSVuv((UV)info.used));
+    (void)hv_stores(hv, "recoveries",  newSVuv((UV)info.recoveries));
+    (void)hv_stores(hv, "honour_used", newSViv(info.honour_used ? 1 : 0));
+    if (info.backing >= 0
+        && info.backing < (int32_t)(sizeof S_backing_names / sizeof *S_backing_names))
+        (void)hv_stores(hv, "backing", newSVpv(S_backing_names[info.backing], 0));
+    else
+        (void)hv_stores(hv, "backing", newSVpvf("unknown (%d)", (int)info.backing));
+    return sv_2mortal(newRV_inc((SV *)hv));
+}
+
+static void
+S_set_used(pTHX_ const char *fname, SV *id_sv, SV *used_sv)
+{
+    int32_t id = S_arg_id(aTHX_ fname, id_sv);
+    uint64_t used = S_arg_u64(aTHX_ fname, id, "used", used_sv);
+    int32_t st = sharedarea_set_used(id, used);
+    if (st < 0)
+        S_croak_core(aTHX_ fname, id, st);
+}
+
+static void
+S_honour_used(pTHX_ const char *fname, SV *id_sv, SV *on_sv)
+{
+    int32_t id = S_arg_id(aTHX_ fname, id_sv);
+    int32_t st = sharedarea_honour_used(id, SvTRUE(on_sv) ? 1 : 0);
+    if (st < 0)
+        S_croak_core(aTHX_ fname, id, st);
+}
+
+static UV
+S_updates(pTHX_ const char *fname, SV *id_sv)
+{
+    int32_t id = S_arg_id(aTHX_ fname, id_sv);
+    uint64_t n = 0;
+    int32_t st = sharedarea_updates(id, &n);
+    if (st < 0)
+        S_croak_core(aTHX_ fname, id, st);
+    return (UV)n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* WebSocket sends, for SharedArea::WebSocket                              */
+/* ------------------------------------------------------------------------ */
+
+static int32_t
+S_arg_fd(pTHX_ const char *fname, SV *fd_sv)
+{
+    uint64_t fd = S_arg_u64(aTHX_ fname, -1, "file descriptor", fd_sv);
+    if (fd > (uint64_t)INT32_MAX)
+        S_die(aTHX_ fname, -1, "file descriptor %" UVuf " is out of range", (UV)fd);
+    return (int32_t)fd;
+}
+
+static uint8_t
+S_arg_opcode(pTHX_ const char *fname, SV *op_sv)
+{
+    uint64_t op = S_arg_u64(aTHX_ fname, -1, "opcode", op_sv);
+    if (op > 15)
+        S_die(aTHX_ fname, -1, "opcode %" UVuf " is not a WebSocket opcode (0..15)", (UV)op);
+    return (uint8_t)op;
+}
+
+static void S_croak_ws(pTHX_ const char *fname, IV id, int64_t st)
+    __attribute__noreturn__;
+
+static void
+S_croak_ws(pTHX_ const char *fname, IV id, int64_t st)
+{
+    if (st == SHAREDAREA_E_PEER_CLOSED)
+        Perl_croak(aTHX_ "%s: the peer closed the connection", fname);
+    S_croak_core(aTHX_ fname, id, st);
+}
+
+static UV
+S_ws_send(pTHX_ SV *fname_sv, SV *fd_sv, SV *op_sv, SV *bytes_sv)
+{
+    const char *fname = SvPV_nolen(fname_sv);
+    int32_t fd = S_arg_fd(aTHX_ fname, fd_sv);
+    uint8_t op = S_arg_opcode(aTHX_ fname, op_sv);
+    STRLEN len;
+    const char *pv = S_arg_bytes(aTHX_ fname, -1, "message", bytes_sv, &len);
+    int64_t sent = sharedarea_ws_send(fd, op, pv, (uint64_t)len);
+    if (sent < 0)
+        S_croak_ws(aTHX_ fname, -1, sent);
+    return (UV)sent;
+}
+
+static UV
+S_ws_send_from_area(pTHX_ SV *fname_sv, SV *fd_sv, SV *op_sv, SV *id_sv,
+                    SV *pos_sv, SV *len_sv)
+{
+    const char *fname = SvPV_nolen(fname_sv);
+    int32_t fd = S_arg_fd(aTHX_ fname, fd_sv);
+    uint8_t op = S_arg_opcode(aTHX_ fname, op_sv);
+    int32_t id = S_arg_id(aTHX_ fname, id_sv);
+    uint64_t pos = S_arg_u64(aTHX_ fname, id, "position", pos_sv);
+    uint64_t len = len_sv ? S_arg_u64(aTHX_ fname, id, "length", len_sv) : 0;
+    int64_t sent = sharedarea_ws_send_from_area(fd, op, id, pos, len);
+    if (sent < 0)
+        S_croak_ws(aTHX_ fname, id, sent);
+    return (UV)sent;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Names and usages, indexed by the XS ALIAS ix                             */
+/* ------------------------------------------------------------------------ */
+
+static const int S_widths[] = { 8, 16, 32, 64 };
+
+static const char *const S_read_int_names[] = {
+    "sharedarea_read8", "sharedarea_read16", "sharedarea_read32", "sharedarea_read64"
+};
+static const char *const S_read_int_usages[] = {
+    "uwsgi::sharedarea_read8(id, pos)", "uwsgi::sharedarea_read16(id, pos)",
+    "uwsgi::sharedarea_read32(id, pos)", "uwsgi::sharedarea_read64(id, pos)"
+};
+static const char *const S_write_int_names[] = {
+    "sharedarea_write8", "sharedarea_write16", "sharedarea_write32", "sharedarea_write64"
+};
+static const char *const S_write_int_usages[] = {
+    "uwsgi::sharedarea_write8(id, pos, value)", "uwsgi::sharedarea_write16(id, pos, value)",
+    "uwsgi::sharedarea_write32(id, pos, value)", "uwsgi::sharedarea_write64(id, pos, value)"
+};
+static const char *const S_add_int_names[] = {
+    "sharedarea_inc8", "sharedarea_inc16", "sharedarea_inc32", "sharedarea_inc64",
+    "sharedarea_dec8", "sharedarea_dec16", "sharedarea_dec32", "sharedarea_dec64"
+};
+static const char *const S_add_int_usages[] = {
+    "uwsgi::sharedarea_inc8(id, pos[, amount])", "uwsgi::sharedarea_inc16(id, pos[, amount])",
+    "uwsgi::sharedarea_inc32(id, pos[, amount])", "uwsgi::sharedarea_inc64(id, pos[, amount])",
+    "uwsgi::sharedarea_dec8(id, pos[, amount])", "uwsgi::sharedarea_dec16(id, pos[, amount])",
+    "uwsgi::sharedarea_dec32(id, pos[, amount])", "uwsgi::sharedarea_dec64(id, pos[, amount])"
+};
+static const char *const S_area_op_names[] = {
+    "sharedarea_update", "sharedarea_rlock", "sharedarea_wlock", "sharedarea_unlock"
+};
+static const char *const S_area_op_usages[] = {
+    "uwsgi::sharedarea_update(id)", "uwsgi::sharedarea_rlock(id)",
+    "uwsgi::sharedarea_wlock(id)", "uwsgi::sharedarea_unlock(id)"
+};
+
+/* The single-area names of uWSGI < 1.9.21, on area 0. */
+static const char *const S_legacy_read_names[] = {
+    "sharedarea_readbyte", "sharedarea_readlong"
+};
+static const char *const S_legacy_read_usages[] = {
+    "uwsgi::sharedarea_readbyte(pos)", "uwsgi::sharedarea_readlong(pos)"
+};
+static const char *const S_legacy_write_names[] = {
+    "sharedarea_writebyte", "sharedarea_writelong"
+};
+static const char *const S_legacy_write_usages[] = {
+    "uwsgi::sharedarea_writebyte(pos, value)", "uwsgi::sharedarea_writelong(pos, value)"
+};
+static const int S_legacy_widths[] = { 8, 64 };
+
+#define OPT_ARG(n) (items > (n) ? ST(n) : NULL)
+
+MODULE = SharedArea    PACKAGE = SharedArea
+
+PROTOTYPES: DISABLE
+
+BOOT:
+    if (sharedarea_abi_version() != SHAREDAREA_ABI_VERSION)
+        Perl_croak(aTHX_ "SharedArea: the linked core has ABI version %u, this module was built for %u",
+                   (unsigned)sharedarea_abi_version(), (unsigned)SHAREDAREA_ABI_VERSION);
+
+void
+sharedarea_read(...)
+  CODE:
+    S_check_items(aTHX_ items, 2, 3, "uwsgi::sharedarea_read(id, pos[, len])");
+    ST(0) = S_read(aTHX_ "sharedarea_read", ST(0), ST(1), OPT_ARG(2));
+    XSRETURN(1);
+
+void
+sharedarea_readfast(...)
+  CODE:
+    S_check_items(aTHX_ items, 3, 4, "uwsgi::sharedarea_readfast(id, pos, buf[, len])");
+    ST(0) = sv_2mortal(newSViv(
+        S_readfast(aTHX_ "sharedarea_readfast", ST(0), ST(1), ST(2), OPT_ARG(3))));
+    XSRETURN(1);
+
+void
+sharedarea_write(...)
+  CODE:
+    S_check_items(aTHX_ items, 3, 3, "uwsgi::sharedarea_write(id, pos, data)");
+    S_write(aTHX_ "sharedarea_write", ST(0), ST(1), ST(2));
+    XSRETURN_YES;
+
+void
+sharedarea_read8(...)
+  ALIAS:
+    sharedarea_read16 = 1
+    sharedarea_read32 = 2
+    sharedarea_read64 = 3
+  CODE:
+    S_check_items(aTHX_ items, 2, 2, S_read_int_usages[ix]);
+    {
+        const char *fname = S_read_int_names[ix];
+        int32_t id = S_arg_id(aTHX_ fname, ST(0));
+        XSRETURN_IV(S_read_int(aTHX_ fname, S_widths[ix], id, ST(1)));
+    }
+
+void
+sharedarea_write8(...)
+  ALIAS:
+    sharedarea_write16 = 1
+    sharedarea_write32 = 2
+    sharedarea_write64 = 3
+  CODE:
+    S_check_items(aTHX_ items, 3, 3, S_write_int_usages[ix]);
+    {
+        const char *fname = S_write_int_names[ix];
+        int32_t id = S_arg_id(aTHX_ fname, ST(0));
+        S_write_int(aTHX_ fname, S_widths[ix], id, ST(1), ST(2));
+    }
+    XSRETURN_YES;
+
+void
+sharedarea_inc8(...)
+  ALIAS:
+    sharedarea_inc16 = 1
+    sharedarea_inc32 = 2
+    sharedarea_inc64 = 3
+    sharedarea_dec8  = 4
+    sharedarea_dec16 = 5
+    sharedarea_dec32 = 6
+    sharedarea_dec64 = 7
+  CODE:
+    S_check_items(aTHX_ items, 2, 3, S_add_int_usages[ix]);
+    {
+        const char *fname = S_add_int_names[ix];
+        int32_t id = S_arg_id(aTHX_ fname, ST(0));
+        XSRETURN_IV(S_add_int(aTHX_ fname, S_widths[ix & 3], ix >= 4, id, ST(1), OPT_ARG(2)));
+    }
+
+void
+sharedarea_wait(...)
+  CODE:
+    S_check_items(aTHX_ items, 1, 3, "uwsgi::sharedarea_wait(id[, freq[, timeout]])");
+    S_wait(aTHX_ "sharedarea_wait", ST(0), OPT_ARG(1), OPT_ARG(2));
+    XSRETURN_IV(1);
+
+void
+sharedarea_update(...)
+  ALIAS:
+    sharedarea_rlock  = 1
+    sharedarea_wlock  = 2
+    sharedarea_unlock = 3
+  CODE:
+    S_check_items(aTHX_ items, 1, 1, S_area_op_usages[ix]);
+    S_area_op(aTHX_ S_area_op_names[ix], (int)ix, ST(0));
+    XSRETURN_IV(1);
+
+void
+sharedarea_readbyte(...)
+  ALIAS:
+    sharedarea_readlong = 1
+  CODE:
+    S_check_items(aTHX_ items, 1, 1, S_legacy_read_usages[ix]);
+    XSRETURN_IV(S_read_int(aTHX_ S_legacy_read_names[ix], S_legacy_widths[ix], 0, ST(0)));
+
+void
+sharedarea_writebyte(...)
+  ALIAS:
+    sharedarea_writelong = 1
+  CODE:
+    S_check_items(aTHX_ items, 2, 2, S_legacy_write_usages[ix]);
+    S_write_int(aTHX_ S_legacy_write_names[ix], S_legacy_widths[ix], 0, ST(0), ST(1));
+    XSRETURN_UNDEF;
+
+void
+sharedarea_inclong(...)
+  CODE:
+    S_check_items(aTHX_ items, 1, 2, "uwsgi::sharedarea_inclong(pos[, amount])");
+    (void)S_add_int(aTHX_ "sharedarea_inclong", 64, 0, 0, ST(0), OPT_ARG(1));
+    XSRETURN_UNDEF;
+
+void
+init(...)
+  CODE:
+    S_check_items(aTHX_ items, 1, 1, "SharedArea::init(spec)");
+    XSRETURN_IV(S_init(aTHX_ "SharedArea::init", ST(0)));
+
+void
+count(...)
+  CODE:
+    S_check_items(aTHX_ items, 0, 0, "SharedArea::count()");
+    XSRETURN_IV(sharedarea_count());
+
+void
+info(...)
+  CODE:
+    S_check_items(aTHX_ items, 1, 1, "SharedArea::info(id)");
+    ST(0) = S_info(aTHX_ "SharedArea::info", ST(0));
+    XSRETURN(1);
+
+void
+set_used(...)
+  CODE:
+    S_check_items(aTHX_ items, 2, 2, "SharedArea::set_used(id, used)");
+    S_set_used(aTHX_ "SharedArea::set_used", ST(0), ST(1));
+    XSRETURN_YES;
+
+void
+honour_used(...)
+  CODE:
+    S_check_items(aTHX_ items, 2, 2, "SharedArea::honour_used(id, on)");
+    S_honour_used(aTHX_ "SharedArea::honour_used", ST(0), ST(1));
+    XSRETURN_YES;
+
+void
+updates(...)
+  CODE:
+    S_check_items(aTHX_ items, 1, 1, "SharedArea::updates(id)");
+    XSRETURN_UV(S_updates(aTHX_ "SharedArea::updates", ST(0)));
+
+void
+abi_version(...)
+  CODE:
+    S_check_items(aTHX_ items, 0, 0, "SharedArea::abi_version()");
+    XSRETURN_UV((UV)sharedarea_abi_version());
+
+void
+_ws_send(...)
+  CODE:
+    S_check_items(aTHX_ items, 4, 4, "SharedArea::_ws_send(fname, fd, opcode, bytes)");
+    XSRETURN_UV(S_ws_send(aTHX_ ST(0), ST(1), ST(2), ST(3)));
+
+void
+_ws_send_from_area(...)
+  CODE:
+    S_check_items(aTHX_ items, 5, 6,
+                  "SharedArea::_ws_send_from_area(fname, fd, opcode, id, pos[, len])");
+    XSRETURN_UV(S_ws_send_from_area(aTHX_ ST(0), ST(1), ST(2), ST(3), ST(4), OPT_ARG(5)));

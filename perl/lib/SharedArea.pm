@@ -1,0 +1,444 @@
+package SharedArea;
+
+use strict;
+use warnings;
+
+our $VERSION = '0.01';
+
+require XSLoader;
+XSLoader::load('SharedArea', $VERSION);
+
+# The uWSGI names SharedArea provides in package uwsgi.
+our @UWSGI_FUNCTIONS = qw(
+    sharedarea_read sharedarea_readfast sharedarea_write
+    sharedarea_read8 sharedarea_read16 sharedarea_read32 sharedarea_read64
+    sharedarea_write8 sharedarea_write16 sharedarea_write32 sharedarea_write64
+    sharedarea_inc8 sharedarea_inc16 sharedarea_inc32 sharedarea_inc64
+    sharedarea_dec8 sharedarea_dec16 sharedarea_dec32 sharedarea_dec64
+    sharedarea_wait sharedarea_update
+    sharedarea_rlock sharedarea_wlock sharedarea_unlock
+    sharedarea_readbyte sharedarea_writebyte
+    sharedarea_readlong sharedarea_writelong sharedarea_inclong
+);
+
+# Install NAMES (functions of package SharedArea) into package uwsgi, each
+# unless uwsgi:: already has it: inside a real uWSGI host nothing is replaced.
+sub _install_uwsgi {
+    my (@names) = @_;
+    no strict 'refs';
+    for my $name (@names) {
+        next if defined &{"uwsgi::$name"};
+        *{"uwsgi::$name"} = \&{"SharedArea::$name"};
+    }
+    return;
+}
+
+_install_uwsgi(@UWSGI_FUNCTIONS);
+
+# The areas uWSGI would create for --sharedarea, from its environment
+# variable: only when this process has no area yet.
+sub _init_from_env {
+    my $env = $ENV{UWSGI_SHAREDAREA};
+    return if !defined $env || $env !~ /\S/ || count() > 0;
+    for my $spec (split /;/, $env) {
+        $spec =~ s/\A\s+|\s+\z//g;
+        next if $spec eq '';
+        eval { init($spec); 1 }
+            or die "SharedArea: UWSGI_SHAREDAREA='$env': $@";
+    }
+    return;
+}
+
+_init_from_env();
+
+# use SharedArea @specs;  creates one area per spec, in order.
+sub import {
+    my ($class, @specs) = @_;
+    init($_) for @specs;
+    return;
+}
+
+# The websocket functions (uwsgi::websocket_*), when that module is present.
+if (grep { !ref && -f "$_/SharedArea/WebSocket.pm" } @INC) {
+    require SharedArea::WebSocket;
+}
+
+1;
+
+__END__
+
+=head1 NAME
+
+SharedArea - uWSGI's sharedarea (shared memory pages with counters, locks and wait-for-update) for any PSGI server
+
+=head1 SYNOPSIS
+
+  use SharedArea;                  # areas from UWSGI_SHAREDAREA, if set
+  use SharedArea '4';              # or: one anonymous area of 4 pages (id 0)
+  use SharedArea 'name=/myapp,size=64K';   # a named area any process can attach to
+
+  uwsgi::sharedarea_write(0, 0, "hello world");     # 1
+  my $s = uwsgi::sharedarea_read(0, 0, 11);         # "hello world"
+  my $n = uwsgi::sharedarea_inc64(0, 100);          # the new value
+  uwsgi::sharedarea_wait(0, 0, 5);                  # until the next update, at most 5 s
+
+  my $buf = '';
+  my $got = uwsgi::sharedarea_readfast(0, 0, $buf, 4096);   # into $buf's own buffer
+
+  uwsgi::sharedarea_wlock(0);
+  my $v = uwsgi::sharedarea_read64(0, 8);
+  uwsgi::sharedarea_write64(0, 8, $v * 2);
+  uwsgi::sharedarea_unlock(0);
+
+  my $id   = SharedArea::init('size=1M');          # another area: its id
+  my $info = SharedArea::info($id);                # { size => 1048576, ... }
+
+=head2 A PSGI application under Starman
+
+  # app.psgi
+  use strict;
+  use warnings;
+  use SharedArea '1';      # created while the app is loaded, before the fork
+
+  my $app = sub {
+      my $env  = shift;
+      my $hits = uwsgi::sharedarea_inc64(0, 0);     # one counter for all workers
+      return [200, ['Content-Type' => 'text/plain'], ["hit $hits\n"]];
+  };
+
+Run it with the app preloaded, so every worker inherits the same anonymous
+area:
+
+  starman --preload-app --workers 4 --listen 127.0.0.1:5000 app.psgi
+
+or give the area as uWSGI would take it:
+
+  UWSGI_SHAREDAREA=1 starman --preload-app app.psgi
+
+Without C<--preload-app> each Starman worker loads the app itself and would
+create an anonymous area of its own; use a named area instead
+(C<use SharedArea 'name=/myapp,pages=1'>), which every process attaches to.
+
+=head1 DESCRIPTION
+
+SharedArea gives processes on one host pages of shared memory that they read,
+write, count in and wait on.  It is the I<sharedarea> subsystem of the uWSGI
+application server (the API of uWSGI 1.9.21 and later) as a standalone
+library, so that an application written for uWSGI's Perl plugin runs
+unchanged under Starman, Twiggy, plackup or any other PSGI server - and the
+places where uWSGI is broken (see L</"Migrating from uWSGI">) work.
+
+C<use SharedArea;> loads the module (a Rust core behind a C ABI, linked into
+this XS module) and installs the functions below into package C<uwsgi>, under
+uWSGI's names.  A function that package C<uwsgi> already has is not replaced,
+so inside a real uWSGI host uWSGI's own functions stay in place.
+
+When the module is present, C<SharedArea::WebSocket> is loaded too and
+provides the C<uwsgi::websocket_*> functions (see L<SharedArea::WebSocket>
+and L<Plack::Middleware::SharedArea>).
+
+=head2 Areas
+
+An area is a contiguous range of bytes shared by every process that has it.
+A process numbers its areas 0, 1, 2, ... in the order it creates them; a
+child created by C<fork> inherits its parent's areas under the same ids.
+
+Areas are created from a I<spec>, the string uWSGI takes in C<--sharedarea>:
+
+=over 4
+
+=item C<N>
+
+N pages of anonymous shared memory.
+
+=item C<pages=N>, C<size=BYTES>
+
+the size in pages or bytes (decimal, C<0x> hex, or with a C<K>, C<M> or C<G>
+suffix).  Anonymous areas are rounded up to whole pages.
+
+=item C<file=PATH>, C<fd=N>, C<offset=N>
+
+map an existing file or open descriptor (C<MAP_SHARED>) from C<offset> on;
+without a size, to the end of the file.
+
+=item C<name=NAME>
+
+a named area (a POSIX shared-memory object): created if absent, attached if
+present, shared with any process that names it, forked or not.
+
+=back
+
+Keys are separated by commas: C<size=64K,name=/myapp>.  A bad spec creates
+nothing and dies with a message naming the spec and the problem.
+
+Areas come from:
+
+=over 4
+
+=item C<use SharedArea @specs;>
+
+one area per spec, in order.
+
+=item C<SharedArea::init($spec)>
+
+one area; returns its id.
+
+=item the environment variable C<UWSGI_SHAREDAREA>
+
+the variable real uWSGI reads for C<--sharedarea>; C<;> separates several
+specs.  It is read once, when the module is loaded and only if the process has
+no area yet (so a child that inherited areas does not create more).  Its areas
+come first: with C<UWSGI_SHAREDAREA=4> and C<use SharedArea '8'> the 4-page
+area is 0 and the 8-page area is 1.  A bad spec in it makes loading the module
+die.
+
+=back
+
+Areas live until the process exits.
+
+=head2 Errors
+
+Every failure dies (C<croak>) with a message that names the function, the
+area and the cause, and changes nothing in the area:
+
+  sharedarea_read: area 0: 16 bytes at 4090 run past the end (4096 bytes)
+  sharedarea_write8: area 0: position -1 is negative
+  sharedarea_read: area 7 does not exist
+  sharedarea_wait: area 0: timed out after 0.5 s
+
+A wrong number of arguments dies with the usage, e.g.
+C<Usage: uwsgi::sharedarea_read(id, pos[, len])>.
+
+Arguments are checked strictly.  An area id, position or length must be a
+non-negative integer below 2**64: C<undef>, a negative number, a fraction,
+C<NaN>, C<Inf>, a string that is not a number (C<"abc">, C<"">, C<"12abc">),
+a reference, and anything of 2**64 or more die instead of being converted
+into something else.  A position or length past the end of the area dies,
+also when C<pos + len> would wrap around 64 bits.
+
+=head1 FUNCTIONS IN PACKAGE uwsgi
+
+Positions and lengths are in bytes.  Integers are signed, in native byte
+order, and need no alignment.
+
+=head2 uwsgi::sharedarea_read($id, $pos[, $len])
+
+Returns the C<$len> bytes at C<$pos> as a byte string.  C<$len> omitted or 0
+reads to the end of the area, or to C<used> when the area honours it (see
+L</"SharedArea::set_used($id, $used)">).  The range is checked before any
+memory is allocated: a huge C<$len> dies, it does not exhaust memory.
+
+=head2 uwsgi::sharedarea_readfast($id, $pos, $buf[, $len])
+
+Copies the same bytes as C<sharedarea_read> into C<$buf>'s own buffer and
+returns the number of bytes copied.  C<$buf> ends up a byte string of exactly
+those bytes.  Its buffer grows when it is too small and is reused, not
+reallocated, when it is already large enough - which is the point of this
+function: in a loop, one buffer serves every read.
+
+C<$buf> must be a writable variable: a read-only value (a constant, a literal)
+dies.  A string that shares its buffer with another one (copy-on-write) is
+given its own buffer first, so no other variable changes.  An undefined
+C<$buf> is fine.
+
+=head2 uwsgi::sharedarea_write($id, $pos, $bytes)
+
+Copies C<$bytes> into the area at C<$pos>; returns 1.  Counts one update,
+also for an empty string.  C<$bytes> must be a byte string: a string with
+characters above 0xFF dies (encode it first, e.g. with C<utf8::encode>); a
+character string whose characters all fit in a byte is written as those bytes
+(the caller's variable is not changed).  C<undef> dies.
+
+=head2 uwsgi::sharedarea_read8($id, $pos), read16, read32, read64
+
+Return the signed 8-, 16-, 32- or 64-bit integer at C<$pos>.
+
+=head2 uwsgi::sharedarea_write8($id, $pos, $value), write16, write32, write64
+
+Store C<$value> as an 8-, 16-, 32- or 64-bit integer; return 1.  A value
+wider than the width keeps its low bits, two's complement, as C<pack> does
+(C<write8(0, 0, 255)> reads back as -1, C<write32(0, 0, 2**32 + 5)> as 5).
+C<$value> must be an integer in -2**63 .. 2**64-1; a fraction, a string that is
+not a number, or a value outside that range dies.
+
+=head2 uwsgi::sharedarea_inc8($id, $pos[, $amount]), inc16, inc32, inc64
+
+Add C<$amount> (default 1) to the integer at C<$pos>, wrapping around, and
+return the new value.  Atomic with respect to every other operation on the
+area, in every process.
+
+=head2 uwsgi::sharedarea_dec8($id, $pos[, $amount]), dec16, dec32, dec64
+
+The same, subtracting.
+
+=head2 uwsgi::sharedarea_wait($id[, $freq[, $timeout]])
+
+Blocks until the area is updated after the call began; returns 1.  Every
+write, writeN, incN, decN and update counts as an update; reads do not.
+
+C<$timeout> is in seconds, fractions honoured (0.5 waits half a second); 0 or
+absent waits forever.  When it expires the call dies with
+C<< sharedarea_wait: area N: timed out after T s >>.  C<$freq> (milliseconds)
+is accepted for compatibility with uWSGI and otherwise ignored: a waiter is
+woken by the update itself, not by polling.  Negative values die.
+
+A signal delivered during the wait runs its C<%SIG> handler promptly; if the
+handler dies, the wait ends with that exception, otherwise the wait goes on
+for the time that is left.
+
+=head2 uwsgi::sharedarea_update($id)
+
+Counts an update and wakes the waiters without changing any byte; returns 1.
+
+=head2 uwsgi::sharedarea_rlock($id), uwsgi::sharedarea_wlock($id), uwsgi::sharedarea_unlock($id)
+
+Take the area's read or write lock, or release it; return 1.  The lock is
+shared by every process with the area; every operation takes it by itself,
+so these are only needed to make several operations one.  While holding the
+write lock a process can call every function on the area; under the read
+lock reads work and writes die (they do not hang).  C<wlock> while holding the
+read lock dies, and so does C<unlock> without a lock.  Locks nest: each
+C<rlock>/C<wlock> needs its C<unlock>.
+
+A process that dies holding the lock (killed by SIGKILL, say) blocks the
+others for at most a second.  The process that then takes the lock gets it
+with a warning saying that it recovered the lock from a dead holder.
+
+=head2 Single-area names of older uWSGI
+
+C<uwsgi::sharedarea_readbyte($pos)>, C<uwsgi::sharedarea_writebyte($pos,
+$value)>, C<uwsgi::sharedarea_readlong($pos)>,
+C<uwsgi::sharedarea_writelong($pos, $value)> and
+C<uwsgi::sharedarea_inclong($pos[, $amount])> work on area 0.  C<byte> is the
+signed 8-bit integer, C<long> the signed 64-bit one.  C<readbyte> and
+C<readlong> return the value; C<writebyte>, C<writelong> and C<inclong> return
+C<undef>.
+
+=head1 FUNCTIONS IN PACKAGE SharedArea
+
+=head2 SharedArea::init($spec)
+
+Creates an area from C<$spec> (see L</Areas>) and returns its id.
+
+=head2 SharedArea::count()
+
+The number of areas this process has.
+
+=head2 SharedArea::info($id)
+
+A hash reference describing the area:
+
+  { size        => 16384,       # bytes
+    pages       => 4,
+    page_size   => 4096,
+    updates     => 12,          # the update counter
+    used        => 0,           # see set_used
+    honour_used => 0,           # 1 when reads with len 0 stop at used
+    recoveries  => 0,           # locks recovered from dead holders
+    backing     => 'anonymous', # or file, fd, named, pointer
+  }
+
+=head2 SharedArea::set_used($id, $used)
+
+Publishes how many bytes of the area are valid and turns C<honour_used> on:
+from then on reads, C<readfast> and WebSocket sends with no length (or length 0)
+stop at C<$used>.  C<$used> must not exceed the size.
+
+=head2 SharedArea::honour_used($id, $on)
+
+Turns the honouring of C<used> on or off (C<$on> is a boolean).
+
+=head2 SharedArea::updates($id)
+
+The area's update counter now.
+
+=head2 SharedArea::abi_version()
+
+The version of the C ABI of the linked core.
+
+=head1 Migrating from uWSGI
+
+An application that calls C<uwsgi::sharedarea_*> runs unchanged; what changes
+is around it:
+
+=over 4
+
+=item * Load the module
+
+Add C<use SharedArea;> to the application (or to the server's command line:
+C<perl -MSharedArea>, C<starman -MSharedArea>).  Inside uWSGI this is harmless:
+uWSGI's own functions are kept.
+
+=item * Create the areas
+
+Instead of C<--sharedarea 4>, either C<use SharedArea '4';> or keep the spec
+in the environment, C<UWSGI_SHAREDAREA=4> - the variable uWSGI itself reads
+for that option.  Several areas: C<UWSGI_SHAREDAREA='4;size=1M'>.
+
+=item * Preload for anonymous areas
+
+uWSGI creates the areas in the master before forking the workers.  Under a
+preforking PSGI server do the same: load the app before the fork
+(C<starman --preload-app>, C<plackup -s Starman --preload-app>), or every
+worker gets an anonymous area of its own.
+
+=item * Or use a named area
+
+C<name=/myapp,size=64K> is ours, not uWSGI's: a POSIX shared-memory object that
+any process attaches to by name - workers of a server that does not preload,
+separate servers, a C program producing data.
+
+=item * Errors are stricter and say more
+
+uWSGI dies with C<unable to read from sharedarea 0> for every failure, and
+converts nonsense arguments (C<"abc">, C<-1>, C<0.5>) silently.  SharedArea
+dies with the function, the area and the cause, and refuses negative,
+fractional and non-numeric positions.  A string with wide characters given to
+C<sharedarea_write> dies instead of being written as its UTF-8 bytes: encode
+it first.  C<sharedarea_write(..., undef)> dies instead of writing nothing.
+
+=item * Fixed uWSGI bugs
+
+=over 4
+
+=item - C<sharedarea_readfast> works: uWSGI's dies whenever the read succeeds,
+never grows the buffer (a heap overflow when it is too small) and writes into
+constants and copy-on-write siblings.
+
+=item - C<sharedarea_read> checks the range before allocating: in uWSGI a large
+or negative length kills the worker, and an explicit length 0 overflows the heap.
+
+=item - Negative area ids die; in uWSGI they crash the worker.
+
+=item - 64-bit inc/dec check C<pos + 8>, not C<pos + 4>: they never write past the end.
+
+=item - C<sharedarea_wait> wakes on the update itself, not by polling every 100 ms;
+a fractional timeout is honoured (uWSGI waits forever), a negative freq dies
+(uWSGI hangs forever), and a timeout says it timed out.
+
+=item - Calling a sharedarea function while holding that area's lock works (uWSGI
+hangs the worker or corrupts the lock); C<unlock> without a lock dies.
+
+=item - A worker killed while holding an area's lock blocks the others for at most
+a second (uWSGI hangs every worker until a restart).
+
+=item - C<ptr=> in a spec is an error (uWSGI ignores it); C<file=> without a size
+maps the whole file (uWSGI fails); large page counts do not overflow.
+
+=item - C<websocket_send_from_sharedarea> sends from C<pos> and checks the length
+(uWSGI always sends from byte 0 and reads past the end of the area).
+
+=back
+
+=back
+
+=head1 SEE ALSO
+
+L<SharedArea::WebSocket>, L<Plack::Middleware::SharedArea>, the uWSGI
+documentation of the sharedarea subsystem.
+
+=head1 LICENSE
+
+MIT.
+
+=cut
