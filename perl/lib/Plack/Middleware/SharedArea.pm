@@ -1,0 +1,248 @@
+package Plack::Middleware::SharedArea;
+
+# Makes the current request known to the uwsgi::websocket_* functions and,
+# after a WebSocket session, hands the server a response that puts nothing
+# into the (already closed) stream, so that the server goes on serving.
+
+use strict;
+use warnings;
+
+use parent 'Plack::Middleware';
+
+use Carp ();
+use Plack::Util ();
+use Plack::Util::Accessor qw(max_message linger);
+use SharedArea ();
+use SharedArea::WebSocket ();
+
+our $VERSION = '0.01';
+
+=head1 NAME
+
+Plack::Middleware::SharedArea - uWSGI's WebSocket functions on any PSGI server
+
+=head1 SYNOPSIS
+
+    use Plack::Builder;
+    use SharedArea;
+
+    builder {
+        enable 'SharedArea', max_message => 1 << 20, linger => 2;
+        sub {
+            my $env = shift;
+            return [ 200, [], [ 'plain HTTP' ] ] unless $env->{HTTP_UPGRADE};
+            uwsgi::websocket_handshake();
+            while (1) {
+                my $msg = uwsgi::websocket_recv();    # dies when the client leaves
+                uwsgi::websocket_send("echo: $msg");
+            }
+        };
+    };
+
+=head1 DESCRIPTION
+
+While the wrapped app runs (and while the streaming callback it may return
+runs), C<$SharedArea::WebSocket::ENV> is the request's env, so that the
+C<uwsgi::websocket_*> functions of L<SharedArea::WebSocket> act on this
+request and its socket (C<psgix.io>).
+
+After C<uwsgi::websocket_handshake> the connection is the app's. When the app
+returns, or dies, the middleware ends the session: a close frame (1000, or
+1011 when the app died of its own error) unless one was exchanged already,
+a shutdown of the socket, a wait of at most C<linger> seconds for the client
+to close its side, and then the socket is closed under the server (its
+descriptor now reads end-of-file and swallows writes). Whatever the app
+returned is ignored, and the server gets a response that writes nothing
+into the stream, chosen per server:
+
+=over 4
+
+=item Starman, Starlet, HTTP::Server::PSGI (plackup's default), and others
+
+a streaming response whose callback never calls the responder: nothing is
+written; the server's keep-alive loop sees end-of-file and takes the next
+connection at once.
+
+=item Feersum
+
+the same, as Feersum's own rules for C<psgix.io> require (the responder must
+not be called; Feersum keeps its descriptor until the env is freed).
+
+=item Twiggy
+
+a complete C<101> response with no headers or body, whose bytes go nowhere
+(the socket is already closed): Twiggy counts every connection until its
+response is written, and a streaming response never answered would keep a
+graceful stop (SIGQUIT) waiting forever.
+
+=back
+
+A C<websocket_handshake> error that escapes the app (not an upgrade request,
+a server without C<psgix.io>) becomes the response: 400 (426 for a wrong
+C<Sec-WebSocket-Version>) or 500, with the message as a plain-text body.
+Other errors before the handshake propagate as usual. An error after the
+handshake that is not the end of the connection (a bug in the app) is
+reported on C<psgi.errors>.
+
+Inside a real uWSGI host, whose own C<uwsgi::websocket_*> functions stay in
+place, the middleware does nothing.
+
+=head1 OPTIONS
+
+=over 4
+
+=item max_message
+
+The largest incoming message (bytes, after joining fragments) that
+C<websocket_recv> accepts; a bigger one is refused from its announced
+length (close 1009) before any of it is buffered. Default 16 MiB.
+
+=item linger
+
+Seconds to wait, at the end of a session, for the client to close its side
+after our close frame (so that nothing it sends turns into a reset that
+could destroy our last frames). Default 2. 0 closes at once.
+
+=back
+
+=head1 METHODS
+
+=head2 prepare_app
+
+Checks the options (called once by L<Plack::Middleware>).
+
+=cut
+
+sub prepare_app {
+    my ($self) = @_;
+    for my $opt (qw(max_message linger)) {
+        my $v = $self->$opt;
+        next unless defined $v;
+        Carp::croak("Plack::Middleware::SharedArea: $opt must be a number, not '$v'")
+            unless $v =~ /^\s*(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*$/;
+    }
+    my $max = $self->max_message;
+    Carp::croak("Plack::Middleware::SharedArea: max_message must be a whole number of bytes >= 1, not '$max'")
+        if defined $max && ($max != int($max) || $max < 1);
+    return;
+}
+
+=head2 call($env)
+
+Runs the app for one request (see L</DESCRIPTION>).
+
+=cut
+
+sub call {
+    my ($self, $env) = @_;
+    # Inside uWSGI its own functions are in place: stay out of the way.
+    return $self->app->($env)
+        unless \&uwsgi::websocket_handshake == \&SharedArea::WebSocket::websocket_handshake;
+
+    $env->{ SharedArea::WebSocket::OPTIONS() } = {
+        max_message => defined $self->max_message ? 0 + $self->max_message : $SharedArea::WebSocket::MAX_MESSAGE,
+        linger      => defined $self->linger ? 0 + $self->linger : $SharedArea::WebSocket::LINGER,
+    };
+
+    my ($res, $ok, $err);
+    {
+        local $SharedArea::WebSocket::ENV = $env;
+        $ok = eval { $res = $self->app->($env); 1 };
+        $err = $@;
+    }
+    if ($env->{ SharedArea::WebSocket::SESSION() }) {
+        _end($env, $ok ? undef : $err);
+        return _nothing_response($env);
+    }
+    return _refusal($env) if !$ok && _refused_by($env, $err);
+    die $err unless $ok;
+    return $res unless ref $res eq 'CODE';
+
+    # A streaming response: the app may do its WebSocket work in the callback.
+    return sub {
+        my ($respond, @rest) = @_;
+        my $guarded = sub {
+            # After the handshake the server must not answer: swallow it.
+            return _null_writer() if $env->{ SharedArea::WebSocket::SESSION() };
+            $env->{ SharedArea::WebSocket::STARTED() } = 1;
+            return $respond->(@_);
+        };
+        my ($ok, $err);
+        {
+            local $SharedArea::WebSocket::ENV = $env;
+            $ok = eval { $res->($guarded, @rest); 1 };
+            $err = $@;
+        }
+        if ($env->{ SharedArea::WebSocket::SESSION() }) {
+            _end($env, $ok ? undef : $err);
+            my $final = _nothing_response($env);
+            $respond->($final) if ref $final eq 'ARRAY';
+            return;
+        }
+        if (!$ok && _refused_by($env, $err) && !$env->{ SharedArea::WebSocket::STARTED() }) {
+            $respond->(_refusal($env));
+            return;
+        }
+        die $err unless $ok;
+        return;
+    };
+}
+
+# Ends the WebSocket session after the app; reports an app error that is not
+# the connection ending.
+sub _end {
+    my ($env, $err) = @_;
+    my $ws = $env->{ SharedArea::WebSocket::SESSION() };
+    my $app_failed = defined $err && !defined $ws->{closed};
+    if ($app_failed) {
+        my $errors = $env->{'psgi.errors'};
+        my $msg = "Plack::Middleware::SharedArea: the app died during a WebSocket session: $err";
+        $msg .= "\n" unless $msg =~ /\n\z/;
+        eval { $errors->print($msg); 1 } or print STDERR $msg;
+    }
+    SharedArea::WebSocket::_end_session($ws, $app_failed);
+    return;
+}
+
+sub _server {
+    my ($env) = @_;
+    return 'feersum' if $INC{'Feersum.pm'} && exists $env->{'psgix.output.guard'};
+    return 'twiggy' if $INC{'Twiggy/Server.pm'} && $env->{'psgi.nonblocking'};
+    return 'other';
+}
+
+# The response handed to the server once the session is over; the socket is
+# closed already, so nothing of it can reach the client either way.
+sub _nothing_response {
+    my ($env) = @_;
+    my $server = _server($env);
+    return [ 101, [], [] ] if $server eq 'twiggy' || !$env->{'psgi.streaming'};
+    return sub { return };    # never calls the responder: the server writes nothing
+}
+
+# True when $err is the handshake's refusal of this request.
+sub _refused_by {
+    my ($env, $err) = @_;
+    my $refused = $env->{ SharedArea::WebSocket::REFUSED() } or return 0;
+    return index("$err", $refused->[2]) == 0;
+}
+
+sub _refusal {
+    my ($env) = @_;
+    my ($status, $headers, $msg) = @{ $env->{ SharedArea::WebSocket::REFUSED() } };
+    return [ $status, [ 'Content-Type' => 'text/plain; charset=utf-8', @$headers ], [ "$msg\n" ] ];
+}
+
+sub _null_writer {
+    return Plack::Util::inline_object(write => sub { return }, close => sub { return }, poll_cb => sub { return });
+}
+
+1;
+
+__END__
+
+=head1 SEE ALSO
+
+L<SharedArea::WebSocket>, L<SharedArea>.
+
+=cut

@@ -1,0 +1,701 @@
+package SharedArea::WebSocket;
+
+# WebSockets (RFC 6455) for PSGI apps, under uWSGI's Perl names.
+#
+# The handshake and the receiving side live here, in Perl: they are protocol
+# logic on the request's own socket (PSGI's psgix.io). Data frames go out
+# through the XS module (SharedArea::_ws_send / _ws_send_from_area), which
+# calls the Rust core: it builds the frame header and, for sends from an area,
+# writes straight from shared memory without holding the area's lock across a
+# slow client. Control frames (pong, close) are built here and written with a
+# bounded wait, so that answering a ping or closing never hangs a worker.
+#
+# Per-request state lives in the PSGI env under 'sharedarea.websocket'; the
+# current env is $SharedArea::WebSocket::ENV, set (local) by
+# Plack::Middleware::SharedArea around the app call.
+
+use strict;
+use warnings;
+
+use Carp ();
+use Digest::SHA ();
+use Errno qw(EAGAIN EINTR EWOULDBLOCK);
+use Fcntl qw(F_SETFD FD_CLOEXEC);
+use IO::Poll qw(POLLIN POLLOUT POLLERR POLLHUP);
+use MIME::Base64 ();
+use POSIX ();
+use Socket qw(MSG_DONTWAIT MSG_NOSIGNAL SHUT_WR);
+use Time::HiRes ();
+
+our $VERSION = '0.01';
+
+# The PSGI env of the request being served (local-ised by the middleware).
+our $ENV;
+
+# Defaults; Plack::Middleware::SharedArea's options override them per app.
+our $MAX_MESSAGE     = 16 * 1024 * 1024;    # bytes of one incoming message
+our $LINGER          = 2;                   # seconds to wait for the peer at the end
+our $CONTROL_TIMEOUT = 10;                  # seconds a pong or close frame may take
+
+use constant {
+    SESSION => 'sharedarea.websocket',             # env key: the session after the handshake
+    OPTIONS => 'sharedarea.websocket.options',     # env key: { max_message, linger }
+    REFUSED => 'sharedarea.websocket.refused',     # env key: [status, headers, message]
+    STARTED => 'sharedarea.websocket.responded',   # env key: the app already started a response
+    GUID    => '258EAFA5-E914-47DA-95CA-C5AB0DC85B11',
+    PEER_CLOSED => 'the peer closed the connection',
+};
+
+my @UWSGI_NAMES = qw(
+    websocket_handshake websocket_send websocket_send_binary
+    websocket_send_from_sharedarea websocket_send_binary_from_sharedarea
+    websocket_recv websocket_recv_nb connection_fd
+);
+
+# Install into package uwsgi, leaving alone any function that already exists
+# there (inside a real uWSGI host, uWSGI's own).
+{
+    no strict 'refs';
+    for my $name (@UWSGI_NAMES) {
+        next if defined &{"uwsgi::$name"};
+        *{"uwsgi::$name"} = \&{"SharedArea::WebSocket::$name"};
+    }
+}
+
+=head1 NAME
+
+SharedArea::WebSocket - uWSGI's WebSocket functions for PSGI apps on any server
+
+=head1 SYNOPSIS
+
+    # app.psgi
+    use SharedArea;                 # loads this module too
+    use Plack::Builder;
+
+    my $app = sub {
+        my $env = shift;
+        uwsgi::websocket_handshake();          # the request's own Sec-WebSocket-Key
+        while (1) {
+            uwsgi::sharedarea_wait(0, 50);
+            uwsgi::websocket_send_binary_from_sharedarea(0, 0);   # dies when the browser leaves
+        }
+    };
+    builder { enable 'SharedArea', max_message => 1 << 20; $app };
+
+=head1 DESCRIPTION
+
+Loading this module installs the functions below into package C<uwsgi>
+under uWSGI's names, except those that already exist there (inside a real
+uWSGI host, uWSGI's own stay). They work on the current request, which
+L<Plack::Middleware::SharedArea> makes known (C<$SharedArea::WebSocket::ENV>)
+while the app runs, and on the request's socket, which the PSGI server gives
+as C<psgix.io>.
+
+After C<websocket_handshake> the connection belongs to the app: the server
+writes nothing more into it, and when the app returns (or dies) the
+middleware ends the session (a close frame if none was exchanged, then the
+socket is shut down) and lets the server go on with its next request.
+
+Every failure dies with a message that starts with the function's name,
+e.g. C<websocket_recv: the peer closed the connection>.
+
+Frames sent are final (FIN), unmasked server frames: opcode 1 (text) or 2
+(binary), with 7-, 16- or 64-bit lengths. Messages received are returned as
+byte strings, text messages as their UTF-8 bytes (as uWSGI does).
+
+=head1 FUNCTIONS
+
+=head2 uwsgi::websocket_handshake([$key[, $origin[, $proto]]])
+
+Answers the current request's WebSocket upgrade with
+C<101 Switching Protocols>, written straight to the client's socket.
+C<$key> defaults (when absent, undef or empty) to the request's
+C<Sec-WebSocket-Key>; C<Sec-WebSocket-Accept> is computed from it. C<$origin>
+(default: the request's C<Origin>, if any) is sent back as
+C<Sec-WebSocket-Origin>, as uWSGI does. C<$proto> (default: the first
+protocol the client offered in C<Sec-WebSocket-Protocol>, if any) is sent as
+C<Sec-WebSocket-Protocol>.
+
+Dies, and writes nothing, when the request is not a valid WebSocket upgrade
+(not C<GET>, not HTTP/1.1, no C<Upgrade: websocket>, a C<Connection> header
+without C<Upgrade>, a C<Sec-WebSocket-Version> other than 13, a missing or
+malformed key), when the server gives no C<psgix.io>, when there is no
+current request (the app is not wrapped in the middleware), when the
+handshake was already done, or when the app has already started an HTTP
+response. If such an error escapes the app, the middleware answers the
+request with it (400, 426 with C<Sec-WebSocket-Version: 13>, or 500).
+Returns 1.
+
+=cut
+
+sub websocket_handshake {
+    my ($key, $origin, $proto) = @_;
+    my $F = 'websocket_handshake';
+    Carp::croak("$F: usage: uwsgi::$F([\$key[, \$origin[, \$proto]]])") if @_ > 3;
+    my $env = _env($F);
+    Carp::croak("$F: the WebSocket handshake was already done on this request") if $env->{+SESSION};
+    _refuse($env, 500, "$F: the app already started an HTTP response on this request")
+        if $env->{+STARTED};
+
+    my $method = defined $env->{REQUEST_METHOD} ? $env->{REQUEST_METHOD} : '';
+    _refuse($env, 400, "$F: not a WebSocket upgrade request: the method is '$method', not GET")
+        if $method ne 'GET';
+    my $protocol = defined $env->{SERVER_PROTOCOL} ? $env->{SERVER_PROTOCOL} : '';
+    _refuse($env, 400, "$F: not a WebSocket upgrade request: it needs HTTP/1.1, not '$protocol'")
+        unless $protocol =~ m{^HTTP/(\d+)\.(\d+)$} && ($1 > 1 || ($1 == 1 && $2 >= 1));
+    _refuse($env, 400, "$F: not a WebSocket upgrade request: no 'Upgrade: websocket' header")
+        unless _has_token($env->{HTTP_UPGRADE}, 'websocket');
+    # Starman takes Connection out of the env; when a server kept it, it must say Upgrade.
+    _refuse($env, 400, "$F: not a WebSocket upgrade request: the Connection header"
+            . " ('$env->{HTTP_CONNECTION}') does not include 'Upgrade'")
+        if defined $env->{HTTP_CONNECTION} && !_has_token($env->{HTTP_CONNECTION}, 'upgrade');
+    my $version = $env->{HTTP_SEC_WEBSOCKET_VERSION};
+    _refuse($env, 400, "$F: not a WebSocket upgrade request: no Sec-WebSocket-Version header")
+        unless defined $version;
+    _refuse($env, 426, "$F: unsupported WebSocket version '$version' (this server speaks version 13)",
+            [ 'Sec-WebSocket-Version' => '13' ])
+        unless $version =~ /^\s*13\s*$/;
+
+    $key = $env->{HTTP_SEC_WEBSOCKET_KEY} unless defined $key && length $key;
+    _refuse($env, 400, "$F: not a WebSocket upgrade request: no Sec-WebSocket-Key header")
+        unless defined $key && length $key;
+    $key =~ s/^\s+|\s+$//g;
+    _refuse($env, 400, "$F: the Sec-WebSocket-Key '" . _printable($key)
+            . "' is not the base64 form of 16 bytes")
+        unless $key =~ m{^[A-Za-z0-9+/]{21}[AQgw]==$};
+
+    $origin = $env->{HTTP_ORIGIN} unless defined $origin && length $origin;
+    if (!(defined $proto && length $proto) && defined $env->{HTTP_SEC_WEBSOCKET_PROTOCOL}) {
+        ($proto) = grep { length } map { (my $t = $_) =~ s/^\s+|\s+$//g; $t }
+            split /,/, $env->{HTTP_SEC_WEBSOCKET_PROTOCOL};
+    }
+    for ([ origin => $origin ], [ protocol => $proto ]) {
+        my ($what, $v) = @$_;
+        Carp::croak("$F: the $what '" . _printable($v) . "' contains a control character")
+            if defined $v && $v =~ /[\x00-\x1f\x7f]/;
+        Carp::croak("$F: the $what contains a wide character") if defined $v && $v =~ /[^\x00-\xff]/;
+    }
+
+    _refuse($env, 500, "$F: this PSGI server gives no psgix.io (the client's socket), so it cannot"
+            . " serve WebSockets; use Starman, Starlet, Twiggy, Feersum or plackup's default server")
+        unless exists $env->{'psgix.io'};
+    # Reading psgix.io hands the connection over to us on some servers (Feersum).
+    my $io = $env->{'psgix.io'};
+    my $fd = defined $io ? eval { fileno $io } : undef;
+    _refuse($env, 500, "$F: the server's psgix.io is not an open socket handle")
+        unless defined $fd && $fd >= 0;
+
+    my $opt = $env->{+OPTIONS} || {};
+    my $ws = {
+        io          => $io,
+        fd          => $fd,
+        rbuf        => '',                                 # bytes read, not yet parsed
+        need        => 2,                                  # bytes the next parse step waits for
+        frag        => undef,                              # the fragmented message so far
+        frag_op     => 0,
+        max_message => defined $opt->{max_message} ? $opt->{max_message} : $MAX_MESSAGE,
+        linger      => defined $opt->{linger} ? $opt->{linger} : $LINGER,
+        close_sent  => 0,
+        closed      => undef,                              # why no more frames can flow
+        broken      => 0,                                  # the socket itself failed
+    };
+    $env->{+SESSION} = $ws;    # from here on, the server must not answer this request itself
+
+    my $response = "HTTP/1.1 101 Switching Protocols\r\n"
+        . "Upgrade: websocket\r\n"
+        . "Connection: Upgrade\r\n"
+        . 'Sec-WebSocket-Accept: ' . accept_key($key) . "\r\n"
+        . (defined $origin && length $origin ? "Sec-WebSocket-Origin: $origin\r\n" : '')
+        . (defined $proto && length $proto ? "Sec-WebSocket-Protocol: $proto\r\n" : '')
+        . "\r\n";
+    if (!_write_all($ws, $response, $CONTROL_TIMEOUT)) {
+        my $why = $!{EPIPE} || $!{ECONNRESET} || $!{ENOTCONN} ? PEER_CLOSED : "the connection failed: $!";
+        $ws->{closed} = $why;
+        $ws->{broken} = 1;
+        Carp::croak("$F: cannot write the 101 response: $why");
+    }
+    return 1;
+}
+
+=head2 uwsgi::websocket_send($message)
+
+Sends C<$message> as one text frame (opcode 1). A character string is sent
+as its UTF-8 bytes. Returns the number of payload bytes sent. Dies when the
+connection is closed or fails (so a send loop ends when the browser goes
+away), and before the handshake.
+
+=cut
+
+sub websocket_send { return _send_message('websocket_send', 1, @_) }
+
+=head2 uwsgi::websocket_send_binary($message)
+
+Sends C<$message> as one binary frame (opcode 2). C<$message> must be bytes
+(a character above 255 dies). Returns the number of payload bytes sent; dies
+like C<websocket_send>.
+
+=cut
+
+sub websocket_send_binary { return _send_message('websocket_send_binary', 2, @_) }
+
+=head2 uwsgi::websocket_send_from_sharedarea($id, $pos[, $len])
+
+Sends bytes of area C<$id> from C<$pos> as one text frame. C<$len> absent or
+0 means to the end of the area, or to its C<used> mark when the area honours
+it (L<SharedArea/set_used>). The range is checked like a read: a range past
+the end, a bad id or a bad number dies and sends nothing. The bytes leave
+from shared memory without a user-space copy, and a slow or stalled client
+never holds the area's lock. Returns the number of payload bytes sent.
+
+=cut
+
+sub websocket_send_from_sharedarea { return _send_area('websocket_send_from_sharedarea', 1, @_) }
+
+=head2 uwsgi::websocket_send_binary_from_sharedarea($id, $pos[, $len])
+
+The same as C<websocket_send_from_sharedarea> with a binary frame (opcode 2).
+
+=cut
+
+sub websocket_send_binary_from_sharedarea {
+    return _send_area('websocket_send_binary_from_sharedarea', 2, @_);
+}
+
+=head2 uwsgi::websocket_recv()
+
+Waits for and returns the next whole message from the client (bytes):
+unmasks it, joins continuation fragments, answers pings with pongs and skips
+pongs. Dies with C<websocket_recv: the peer closed the connection> when the
+client sends a close frame (after answering it) or closes the socket, and
+dies when the connection fails or the client breaks the protocol (after
+sending close 1002). A message longer than the limit (16 MiB unless
+C<enable 'SharedArea', max_message =E<gt> $bytes>) is refused from its
+announced length, before it is read: close 1009 is sent and the call dies.
+
+=cut
+
+sub websocket_recv {
+    my $F = 'websocket_recv';
+    Carp::croak("$F: usage: uwsgi::$F()") if @_;
+    my $ws = _session($F);
+    while (1) {
+        my $msg = _next_message($ws, $F);
+        return $$msg if $msg;
+        _fill($ws, $F, -1);
+    }
+}
+
+=head2 uwsgi::websocket_recv_nb()
+
+Like C<websocket_recv>, but never waits: reads what the socket already holds
+into the connection's buffer and returns the next whole message, or undef
+when no whole message is waiting yet (a partial one stays buffered for the
+next call). Dies as C<websocket_recv> does.
+
+=cut
+
+sub websocket_recv_nb {
+    my $F = 'websocket_recv_nb';
+    Carp::croak("$F: usage: uwsgi::$F()") if @_;
+    my $ws = _session($F);
+    while (1) {
+        my $msg = _next_message($ws, $F);
+        return $$msg if $msg;
+        return undef unless _fill($ws, $F, 0);
+    }
+}
+
+=head2 uwsgi::connection_fd()
+
+The file descriptor of the current request's client socket (the server's
+C<psgix.io>). On Feersum, asking for it hands the connection over to the app,
+as reading C<psgix.io> does.
+
+=cut
+
+sub connection_fd {
+    my $F = 'connection_fd';
+    Carp::croak("$F: usage: uwsgi::$F()") if @_;
+    my $env = _env($F);
+    return $env->{+SESSION}{fd} if $env->{+SESSION};
+    Carp::croak("$F: this PSGI server gives no psgix.io (the client's socket)")
+        unless exists $env->{'psgix.io'};
+    my $io = $env->{'psgix.io'};
+    my $fd = defined $io ? eval { fileno $io } : undef;
+    Carp::croak("$F: the server's psgix.io is not an open handle") unless defined $fd && $fd >= 0;
+    return $fd;
+}
+
+=head2 SharedArea::WebSocket::accept_key($key)
+
+The C<Sec-WebSocket-Accept> value for a C<Sec-WebSocket-Key>: the base64
+SHA-1 of the key and RFC 6455's GUID.
+
+=cut
+
+sub accept_key {
+    my ($key) = @_;
+    Carp::croak('accept_key: usage: SharedArea::WebSocket::accept_key($key)') unless @_ == 1 && defined $key;
+    return MIME::Base64::encode_base64(Digest::SHA::sha1($key . GUID), '');
+}
+
+# ---------------------------------------------------------------------------
+# The current request and session
+
+sub _env {
+    my ($F) = @_;
+    return $ENV if ref $ENV eq 'HASH';
+    Carp::croak("$F: no current PSGI request: wrap the app in Plack::Middleware::SharedArea"
+        . " (enable 'SharedArea' in a builder)");
+}
+
+sub _session {
+    my ($F) = @_;
+    my $ws = _env($F)->{+SESSION}
+        or Carp::croak("$F: no WebSocket on this request: call uwsgi::websocket_handshake first");
+    Carp::croak("$F: $ws->{closed}") if defined $ws->{closed};
+    return $ws;
+}
+
+# Records why the request cannot be upgraded (the middleware turns an escaped
+# croak into that response) and croaks.
+sub _refuse {
+    my ($env, $status, $msg, $headers) = @_;
+    $env->{+REFUSED} = [ $status, $headers || [], $msg ];
+    Carp::croak($msg);
+}
+
+sub _has_token {
+    my ($value, $token) = @_;
+    return 0 unless defined $value;
+    return scalar grep { lc($_) eq $token } map { (my $t = $_) =~ s/^\s+|\s+$//g; $t } split /,/, $value;
+}
+
+sub _printable {
+    my ($s) = @_;
+    $s = substr($s, 0, 60) . '...' if length $s > 63;
+    $s =~ s/([^\x20-\x7e])/sprintf(ord $1 > 255 ? '\\x{%x}' : '\\x%02x', ord $1)/ge;
+    return $s;
+}
+
+# ---------------------------------------------------------------------------
+# Sending
+
+sub _send_message {
+    my ($F, $opcode, @args) = @_;
+    Carp::croak("$F: usage: uwsgi::$F(\$message)") unless @args == 1;
+    my $ws = _session($F);
+    my $msg = $args[0];
+    Carp::croak("$F: the message is undef") unless defined $msg;
+    if (utf8::is_utf8($msg)) {
+        if ($opcode == 1) {
+            utf8::encode($msg);
+        } elsif (!utf8::downgrade($msg, 1)) {
+            Carp::croak("$F: the message contains a wide character (a binary message is bytes;"
+                . ' encode it first)');
+        }
+    }
+    _need_xs($F, '_ws_send');
+    return _guarded_send($ws, $F, sub { SharedArea::_ws_send($F, $ws->{fd}, $opcode, $msg) });
+}
+
+sub _send_area {
+    my ($F, $opcode, @args) = @_;
+    Carp::croak("$F: usage: uwsgi::$F(\$id, \$pos[, \$len])") unless @args == 2 || @args == 3;
+    my $ws = _session($F);
+    _need_xs($F, '_ws_send_from_area');
+    return _guarded_send($ws, $F, sub { SharedArea::_ws_send_from_area($F, $ws->{fd}, $opcode, @args) });
+}
+
+sub _need_xs {
+    my ($F, $name) = @_;
+    no strict 'refs';
+    return if defined &{"SharedArea::$name"};
+    Carp::croak("$F: the SharedArea XS module is not loaded (use SharedArea; build it with"
+        . " 'perl Makefile.PL && make')");
+}
+
+# Runs one XS send; a failure that means the connection is gone closes the
+# session (no close frame will be tried), and the XS croak goes on up as is.
+sub _guarded_send {
+    my ($ws, $F, $send) = @_;
+    my $n = eval { $send->() };
+    return $n if defined $n;
+    my $err = $@;
+    if ($err =~ /peer closed|connection reset|broken pipe/i || _socket_dead($ws)) {
+        $ws->{closed} = PEER_CLOSED;
+        $ws->{broken} = 1;
+    }
+    # Report it at the app's line, not at this file's.
+    die $err if ref $err || $err !~ s/ at \S+ line \d+\.?\n\z//;
+    Carp::croak($err);
+}
+
+sub _socket_dead {
+    my ($ws) = @_;
+    my @p = ($ws->{fd}, POLLOUT);
+    return 0 unless IO::Poll::_poll(0, @p) > 0;
+    return ($p[1] & (POLLERR | POLLHUP)) ? 1 : 0;
+}
+
+# Writes all of $data within $timeout seconds; true on success, false (with
+# $! set) on failure or timeout. Never raises SIGPIPE.
+sub _write_all {
+    my ($ws, $data, $timeout) = @_;
+    my $deadline = Time::HiRes::time() + $timeout;
+    my $off = 0;
+    my $len = length $data;
+    while ($off < $len) {
+        my $n = send($ws->{io}, $off ? substr($data, $off) : $data, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (defined $n) {
+            $off += $n;
+            next;
+        }
+        return 0 unless $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
+        my $left = $deadline - Time::HiRes::time();
+        if ($left <= 0) {
+            $! = POSIX::ETIMEDOUT();
+            return 0;
+        }
+        my @p = ($ws->{fd}, POLLOUT);
+        IO::Poll::_poll(int($left * 1000) + 1, @p);
+    }
+    return 1;
+}
+
+sub _control_frame {
+    my ($opcode, $payload) = @_;
+    return pack('CC', 0x80 | $opcode, length $payload) . $payload;
+}
+
+# A pong, or our close frame; best effort, bounded.
+sub _send_control {
+    my ($ws, $opcode, $payload, $timeout) = @_;
+    return 0 if $ws->{broken} || $ws->{close_sent};
+    $ws->{close_sent} = 1 if $opcode == 0x8;
+    return 1 if _write_all($ws, _control_frame($opcode, $payload), $timeout);
+    $ws->{broken} = 1;
+    $ws->{closed} = defined $ws->{closed} ? $ws->{closed} : "the connection failed: $!";
+    return 0;
+}
+
+sub _send_close {
+    my ($ws, $code, $timeout) = @_;
+    return _send_control($ws, 0x8, pack('n', $code), defined $timeout ? $timeout : $CONTROL_TIMEOUT);
+}
+
+# ---------------------------------------------------------------------------
+# Receiving
+
+# Reads more bytes into the session's buffer. $timeout_ms -1 waits as long as
+# it takes, 0 only takes what is there. Returns the count read (0: nothing
+# waiting); dies on end of stream or a failed connection.
+sub _fill {
+    my ($ws, $F, $timeout_ms) = @_;
+    while (1) {
+        my @p = ($ws->{fd}, POLLIN);
+        my $r = IO::Poll::_poll($timeout_ms, @p);
+        if ($r < 0) {
+            next if $! == EINTR && $timeout_ms < 0;    # %SIG handlers ran; wait on
+            return 0 if $! == EINTR;
+            _connection_failed($ws, $F, "poll: $!");
+        }
+        return 0 if $r == 0;
+        my $want = $ws->{need} > 65536 ? $ws->{need} : 65536;
+        $want = 8 << 20 if $want > 8 << 20;
+        my $n = sysread($ws->{io}, $ws->{rbuf}, $want, length $ws->{rbuf});
+        if (!defined $n) {
+            next if ($! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR) && $timeout_ms < 0;
+            return 0 if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
+            if ($!{ECONNRESET} || $!{EPIPE}) {
+                $ws->{closed} = PEER_CLOSED;
+                $ws->{broken} = 1;
+                Carp::croak("$F: " . PEER_CLOSED);
+            }
+            _connection_failed($ws, $F, "read: $!");
+        }
+        if ($n == 0) {
+            $ws->{closed} = PEER_CLOSED;
+            $ws->{broken} = 1;    # nothing more to read; a close frame is pointless
+            Carp::croak("$F: " . PEER_CLOSED);
+        }
+        return $n;
+    }
+}
+
+sub _connection_failed {
+    my ($ws, $F, $why) = @_;
+    $ws->{closed} = "the connection failed ($why)";
+    $ws->{broken} = 1;
+    Carp::croak("$F: $ws->{closed}");
+}
+
+sub _protocol_error {
+    my ($ws, $F, $why) = @_;
+    _send_close($ws, 1002);
+    $ws->{closed} = "the connection was closed after a protocol error from the peer ($why)";
+    Carp::croak("$F: protocol error from the peer: $why (closed with 1002)");
+}
+
+sub _too_big {
+    my ($ws, $F, $bytes) = @_;
+    _send_close($ws, 1009);
+    $ws->{closed} = "the connection was closed after a message over the limit";
+    $ws->{frag} = undef;
+    $ws->{rbuf} = '';
+    Carp::croak("$F: a message of $bytes bytes is over the limit of $ws->{max_message} bytes"
+        . " (enable 'SharedArea', max_message => ...); closed with 1009");
+}
+
+# Parses whole frames from the buffer. Returns a reference to the next whole
+# message, or undef when more bytes are needed ($ws->{need} says how many).
+sub _next_message {
+    my ($ws, $F) = @_;
+    while (1) {
+        my $have = length $ws->{rbuf};
+        if ($have < 2) {
+            $ws->{need} = 2 - $have;
+            return undef;
+        }
+        my ($b0, $b1) = unpack 'CC', $ws->{rbuf};
+        my ($fin, $rsv, $op, $masked, $len) = ($b0 & 0x80, $b0 & 0x70, $b0 & 0x0f, $b1 & 0x80, $b1 & 0x7f);
+        my $hlen = 2;
+        if ($len == 126) {
+            $hlen = 4;
+            if ($have < $hlen) { $ws->{need} = $hlen - $have; return undef }
+            $len = unpack 'n', substr($ws->{rbuf}, 2, 2);
+        } elsif ($len == 127) {
+            $hlen = 10;
+            if ($have < $hlen) { $ws->{need} = $hlen - $have; return undef }
+            my ($hi, $lo) = unpack 'NN', substr($ws->{rbuf}, 2, 8);
+            _protocol_error($ws, $F, 'a 64-bit frame length with its top bit set') if $hi & 0x80000000;
+            $len = $hi * 4294967296 + $lo;
+        }
+        _protocol_error($ws, $F, sprintf('reserved bits 0x%02x set (no extension was agreed)', $rsv))
+            if $rsv;
+        _protocol_error($ws, $F, 'an unmasked frame (a client must mask every frame)') unless $masked;
+        $hlen += 4;
+        if ($op >= 0x8) {
+            _protocol_error($ws, $F, sprintf('unknown control opcode 0x%x', $op)) if $op > 0xA;
+            _protocol_error($ws, $F, 'a fragmented control frame') unless $fin;
+            _protocol_error($ws, $F, "a control frame of $len bytes (at most 125)") if $len > 125;
+        } else {
+            _protocol_error($ws, $F, sprintf('unknown data opcode 0x%x', $op)) if $op > 0x2;
+            _protocol_error($ws, $F, 'a continuation frame outside a fragmented message')
+                if $op == 0 && !defined $ws->{frag};
+            _protocol_error($ws, $F, 'a new message before the fragmented one ended')
+                if $op != 0 && defined $ws->{frag};
+            my $total = ($op == 0 ? length $ws->{frag} : 0) + $len;
+            _too_big($ws, $F, $total) if $total > $ws->{max_message};
+        }
+        if ($have < $hlen + $len) {
+            $ws->{need} = $hlen + $len - $have;
+            return undef;
+        }
+        my $mask = substr($ws->{rbuf}, $hlen - 4, 4);
+        my $payload = substr($ws->{rbuf}, $hlen, $len);
+        substr($ws->{rbuf}, 0, $hlen + $len, '');
+        _unmask(\$payload, $mask);
+        $ws->{need} = 2;
+
+        if ($op == 0x9) {               # ping: answer, read on
+            _send_control($ws, 0xA, $payload, $CONTROL_TIMEOUT);
+            next;
+        }
+        next if $op == 0xA;             # pong: nothing to do
+        if ($op == 0x8) {               # close: answer, then report it
+            my $code = 1000;    # echo the peer's code, or 1002 for a malformed one
+            if (length $payload >= 2) {
+                my $got = unpack 'n', $payload;
+                $code = _valid_close_code($got) ? $got : 1002;
+            } elsif (length $payload == 1) {
+                $code = 1002;
+            }
+            _send_close($ws, $code);
+            $ws->{closed} = PEER_CLOSED;
+            Carp::croak("$F: " . PEER_CLOSED);
+        }
+        if ($op == 0) {
+            $ws->{frag} .= $payload;
+            next unless $fin;
+            my $msg = $ws->{frag};
+            $ws->{frag} = undef;
+            return \$msg;
+        }
+        return \$payload if $fin;
+        $ws->{frag} = $payload;
+        $ws->{frag_op} = $op;
+    }
+}
+
+# Close codes a peer may send (RFC 6455 7.4 and the IANA registry).
+sub _valid_close_code {
+    my ($c) = @_;
+    return 1 if $c >= 3000 && $c <= 4999;
+    return 1 if $c >= 1000 && $c <= 1014 && $c != 1004 && $c != 1005 && $c != 1006;
+    return 0;
+}
+
+sub _unmask {
+    my ($ref, $mask) = @_;
+    my $n = length $$ref;
+    return unless $n;
+    my $m = $mask x (($n >> 2) + 1);
+    substr($m, $n) = '';
+    $$ref ^= $m;    # string XOR: both operands are byte strings
+    return;
+}
+
+# ---------------------------------------------------------------------------
+# The end of a session (called by the middleware when the app is done)
+
+# Sends a close frame if none was exchanged, shuts the socket down, waits (at
+# most `linger` seconds) for the peer to close its side, then closes the
+# socket by putting /dev/null on its descriptor: the server's descriptor stays
+# valid (no double close, no reuse of the number by another connection) but
+# nothing it writes can reach the client any more, and its reads see the end.
+sub _end_session {
+    my ($ws, $app_failed) = @_;
+    return if $ws->{ended}++;
+    my $deadline = Time::HiRes::time() + $ws->{linger};
+    if (!$ws->{broken}) {
+        _send_close($ws, $app_failed ? 1011 : 1000, $ws->{linger} > 0 ? $ws->{linger} : 0.2)
+            unless $ws->{close_sent};
+        shutdown($ws->{io}, SHUT_WR);
+        my $sink = '';
+        while ((my $left = $deadline - Time::HiRes::time()) > 0) {
+            my @p = ($ws->{fd}, POLLIN);
+            my $r = IO::Poll::_poll(int($left * 1000) + 1, @p);
+            next if $r < 0 && $! == EINTR;
+            last if $r <= 0;
+            my $n = sysread($ws->{io}, $sink, 65536);
+            next if !defined $n && ($! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR);
+            last unless $n;    # end of stream or error
+        }
+    }
+    $ws->{closed} = 'the WebSocket session has ended' unless defined $ws->{closed};
+    $ws->{broken} = 1;
+    _neutralize_fd($ws);
+    return;
+}
+
+sub _neutralize_fd {
+    my ($ws) = @_;
+    my $null = POSIX::open('/dev/null', POSIX::O_RDWR());
+    return unless defined $null;
+    if (defined POSIX::dup2($null, $ws->{fd})) {
+        fcntl($ws->{io}, F_SETFD, FD_CLOEXEC);    # dup2 cleared it; the server's socket had it
+    }
+    POSIX::close($null);
+    return;
+}
+
+1;
+
+__END__
+
+=head1 SEE ALSO
+
+L<Plack::Middleware::SharedArea>, L<SharedArea>, RFC 6455.
+
+=cut
