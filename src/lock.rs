@@ -243,30 +243,39 @@ pub fn lock_exclusive(ctl: &Control, me: u32) -> bool {
 
 /// With the writer field ours, waits until no process holds a read lock.
 fn drain_readers(ctl: &Control) -> bool {
-    let mut recovered = false;
     let hwm = (ctl.lock.slot_hwm.load(Ordering::SeqCst) as usize).min(SLOTS);
+    let mut recovered = false;
     for i in 0..hwm {
-        let slot = &ctl.slots[i];
-        let mut spins = 0;
-        let mut next_check = Instant::now() + CHECK_INTERVAL;
-        loop {
-            let r = slot.readers.load(Ordering::SeqCst);
-            if r == 0 {
-                break;
-            }
-            if spins < SPINS {
-                spins += 1;
-                std::hint::spin_loop();
-                continue;
-            }
-            futex::wait(&slot.readers, r, Some(CHECK_INTERVAL));
-            if Instant::now() >= next_check {
-                next_check = Instant::now() + CHECK_INTERVAL;
-                recovered |= reclaim_if_dead(ctl, i) && r != 0;
-            }
+        if ctl.slots[i].readers.load(Ordering::SeqCst) != 0 {
+            recovered |= drain_slot(ctl, i);
         }
     }
     recovered
+}
+
+#[cold]
+fn drain_slot(ctl: &Control, i: usize) -> bool {
+    let slot = &ctl.slots[i];
+    let mut recovered = false;
+    let mut spins = 0;
+    let mut next_check: Option<Instant> = None;
+    loop {
+        let r = slot.readers.load(Ordering::SeqCst);
+        if r == 0 {
+            return recovered;
+        }
+        if spins < SPINS {
+            spins += 1;
+            std::hint::spin_loop();
+            continue;
+        }
+        futex::wait(&slot.readers, r, Some(CHECK_INTERVAL));
+        let now = Instant::now();
+        if next_check.is_none_or(|due| now >= due) {
+            next_check = Some(now + CHECK_INTERVAL);
+            recovered |= reclaim_if_dead(ctl, i);
+        }
+    }
 }
 
 /// Releases the write lock and wakes whoever waits on it or on updates.
