@@ -295,6 +295,12 @@ impl Area {
     /// Sleeps until the update counter differs from `seen`. `timeout` None: no
     /// limit. Woken by the update itself (the releasing writer wakes waiters).
     pub fn wait_since(&self, seen: u64, timeout: Option<Duration>) -> Result<()> {
+        if lock::held(self.id) != Held::None && self.updates() == seen {
+            return Err(self.err(
+                Status::LockMisuse,
+                "this thread holds the area's lock, so no other process can update it: unlock before waiting",
+            ));
+        }
         let ctl = self.control();
         let deadline = timeout.map(|t| Instant::now() + t);
         let word: &AtomicU32 = ctl.updates_futex_word();
