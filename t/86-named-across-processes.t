@@ -12,7 +12,8 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use SharedAreaTest::Proc qw(require_blib tmpdir write_file start_starman stop_server http_get
-    run_clients guard_test spawn_perl finish_perl run_perl);
+    run_clients guard_test spawn_perl finish_perl run_perl slurp);
+use Time::HiRes qw(time sleep);
 
 require_blib();
 guard_test(240);
@@ -99,6 +100,8 @@ use strict; use warnings;
 use SharedArea;
 use Time::HiRes qw(time);
 SharedArea::init($ARGV[0]);
+$| = 1;
+print "ready\n";
 my ($n, $end) = (0, time + 60);
 while (uwsgi::sharedarea_read64(0, 24) == 0 && time < $end) {
     uwsgi::sharedarea_inc64(0, 16) for 1 .. 100;
@@ -106,12 +109,15 @@ while (uwsgi::sharedarea_read64(0, 24) == 0 && time < $end) {
 }
 print "$n\n";
 PERL
+    my $deadline = time + 20;
+    sleep 0.01 until (slurp($h->{out}) // '') =~ /ready/ || time > $deadline;
     my @res = run_clients(port => $srv->{port}, clients => 8, requests => $n_req, path => sub { '/inc2' }, timeout => 90);
     my ($st_stop) = http_get($srv->{port}, '/stop');
     is($st_stop, 200, 'stop flag raised');
     my ($st, $out, $err) = finish_perl($h, 60);
     is($st, 0, 'outside process incremented meanwhile') or diag("stderr: $err");
     my ($outside) = $out =~ /^(\d+)$/m;
+    note("outside process: $out");
     cmp_ok($outside || 0, '>', 0, "outside process did @{[ $outside || 0 ]} increments");
     is(scalar(grep { $_->[1] eq '200' } @res), $n_req, "$n_req concurrent increments through the workers answered 200");
     my (undef, $body) = http_get($srv->{port}, '/get');
