@@ -32,6 +32,18 @@ for my $name (qw(init count info set_used honour_used updates abi_version _ws_se
     ok(defined &{"SharedArea::$name"}, "SharedArea::$name exists");
 }
 
+# use SharedArea also brings the websocket functions when that module is there
+SKIP: {
+    skip 'SharedArea::WebSocket is not in this tree', 2
+        unless grep { !ref && -f "$_/SharedArea/WebSocket.pm" } @INC;
+    ok($INC{'SharedArea/WebSocket.pm'}, 'SharedArea::WebSocket was loaded');
+    my @ws = grep { no strict 'refs'; !defined &{"uwsgi::$_"} } qw(
+        websocket_handshake websocket_send websocket_send_binary
+        websocket_send_from_sharedarea websocket_send_binary_from_sharedarea
+        websocket_recv websocket_recv_nb connection_fd);
+    is("@ws", '', 'every uwsgi::websocket_* name is installed');
+}
+
 my $id = SharedArea::init('1');
 is($id, 0, 'the first area is 0');
 is(SharedArea::count(), 1, 'count() counts it');
