@@ -585,7 +585,8 @@ S_wait(pTHX_ const char *fname, SV *id_sv, SV *freq_sv, SV *timeout_sv)
         timeout = S_arg_nonneg(aTHX_ fname, id, "timeout", timeout_sv);
     if (timeout > 0) {
         NV ms = Perl_ceil(timeout * 1000.0);   /* 0.0001 s is 1 ms, not forever */
-        total_ms = ms > 1e15 ? 0 : (int64_t)ms; /* > 30000 years: forever */
+        /* beyond ~31 years is forever (and keeps the ns deadline in range) */
+        total_ms = ms > 1e12 ? 0 : (int64_t)ms;
     }
 
     st = sharedarea_updates(id, &seen);
@@ -655,8 +656,8 @@ S_init(pTHX_ const char *fname, SV *spec_sv)
     int32_t id;
     if (memchr(spec, '\0', len))
         S_die(aTHX_ fname, -1, "spec contains a NUL byte");
-    /* spec is NUL-terminated: a perl string buffer always is */
-    id = sharedarea_init(spec);
+    /* a private NUL-terminated copy for C */
+    id = sharedarea_init(SvPVX(sv_2mortal(newSVpvn(spec, len))));
     if (id < 0)
         S_croak_core(aTHX_ fname, -1, id);
     return id;

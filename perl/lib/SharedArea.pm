@@ -75,7 +75,7 @@ SharedArea - uWSGI's sharedarea (shared memory pages with counters, locks and wa
 
   use SharedArea;                  # areas from UWSGI_SHAREDAREA, if set
   use SharedArea '4';              # or: one anonymous area of 4 pages (id 0)
-  use SharedArea 'name=/myapp,size=64K';   # a named area any process can attach to
+  use SharedArea 'name=myapp,size=64K';    # a named area any process can attach to
 
   uwsgi::sharedarea_write(0, 0, "hello world");     # 1
   my $s = uwsgi::sharedarea_read(0, 0, 11);         # "hello world"
@@ -116,8 +116,14 @@ or give the area as uWSGI would take it:
   UWSGI_SHAREDAREA=1 starman --preload-app app.psgi
 
 Without C<--preload-app> each Starman worker loads the app itself and would
-create an anonymous area of its own; use a named area instead
-(C<use SharedArea 'name=/myapp,pages=1'>), which every process attaches to.
+create an anonymous area of its own.  Either create the areas in the master
+from the command line, before the fork:
+
+  starman -MSharedArea=1 --workers 4 app.psgi          # use SharedArea '1' in the master
+  UWSGI_SHAREDAREA=1 starman -MSharedArea app.psgi     # the same, spec from the environment
+
+(the app then says only C<use SharedArea;>), or use a named area
+(C<use SharedArea 'name=myapp,pages=1'>), which every process attaches to.
 
 =head1 DESCRIPTION
 
@@ -168,7 +174,7 @@ present, shared with any process that names it, forked or not.
 
 =back
 
-Keys are separated by commas: C<size=64K,name=/myapp>.  A bad spec creates
+Keys are separated by commas: C<size=64K,name=myapp>.  A bad spec creates
 nothing and dies with a message naming the spec and the problem.
 
 Areas come from:
@@ -365,9 +371,10 @@ is around it:
 
 =item * Load the module
 
-Add C<use SharedArea;> to the application (or to the server's command line:
-C<perl -MSharedArea>, C<starman -MSharedArea>).  Inside uWSGI this is harmless:
-uWSGI's own functions are kept.
+Add C<use SharedArea;> to the application, or load it from the server's
+command line (C<starman -MSharedArea>, C<plackup -MSharedArea>): then the
+application's code needs no change at all.  Inside uWSGI, C<use SharedArea;>
+replaces none of uWSGI's own functions.
 
 =item * Create the areas
 
@@ -379,12 +386,13 @@ for that option.  Several areas: C<UWSGI_SHAREDAREA='4;size=1M'>.
 
 uWSGI creates the areas in the master before forking the workers.  Under a
 preforking PSGI server do the same: load the app before the fork
-(C<starman --preload-app>, C<plackup -s Starman --preload-app>), or every
-worker gets an anonymous area of its own.
+(C<starman --preload-app>), or create the areas when the server starts
+(C<UWSGI_SHAREDAREA=4 starman -MSharedArea app.psgi>); otherwise every worker
+gets an anonymous area of its own.
 
 =item * Or use a named area
 
-C<name=/myapp,size=64K> is ours, not uWSGI's: a POSIX shared-memory object that
+C<name=myapp,size=64K> is ours, not uWSGI's: a POSIX shared-memory object that
 any process attaches to by name - workers of a server that does not preload,
 separate servers, a C program producing data.
 
