@@ -30,7 +30,8 @@ if (my $why = SharedAreaTest::WebDriver::unavailable()) {
 }
 
 my $NAME = "sharedarea-demo-t90-$$";
-my $LOG  = "$TMP/demo.log";
+my $LOG  = "$TMP/demo-$$.log";                 # kept when a test fails
+my $CDLOG = "$TMP/chromedriver-$$.log";
 my $demo_pid;    # scripts/demo, leader of its own process group
 
 sub shm_objects { grep { -e "/dev/shm/$_" } ($NAME, "$NAME-stats") }
@@ -85,6 +86,7 @@ if (!$demo_pid) {
     open STDOUT, '>',  $LOG or _exit(97);
     open STDERR, '>&', \*STDOUT or _exit(97);
     chdir '/';    # scripts/demo must work from any directory
+    delete $ENV{$_} for grep {/^SHAREDAREA_DEMO_/} keys %ENV;    # the defaults, as a newcomer gets them
     $ENV{PORT}                         = $PORT;
     $ENV{SHAREDAREA_DEMO_NAME}         = $NAME;
     $ENV{SHAREDAREA_DEMO_NO_INSTALL}   = 1;
@@ -96,14 +98,18 @@ if (!$demo_pid) {
     while (time < $deadline) {
         if (waitpid($demo_pid, WNOHANG) == $demo_pid) {
             undef $demo_pid;
-            BAIL_OUT("scripts/demo exited with status " . ($? >> 8) . " before serving; its output:\n" . log_tail());
+            fail('scripts/demo exited with status ' . ($? >> 8) . ' before serving');
+            diag "its output:\n" . log_tail();
+            done_testing;
+            exit 1;
         }
         last if $up = slurp($LOG) =~ m{open \Q$URL\E/ in a browser};
         sleep 0.2;
     }
     ok($up, "scripts/demo started producer and Starman on $URL within 240 s") or do {
         diag log_tail();
-        BAIL_OUT('scripts/demo did not come up');
+        done_testing;
+        exit 1;
     };
 }
 ok(-e "/dev/shm/$NAME", "the producer created the named area /dev/shm/$NAME");
@@ -114,7 +120,7 @@ cmp_ok($s0->{requests}, '>=', 1, 'requests served counts the /stats request');
 is($s0->{viewers}, 0, 'no viewer before the browser opens the page');
 
 # ---- the page in headless Chromium
-my $wd = SharedAreaTest::WebDriver->start(log => "$TMP/chromedriver.log", window => [1200, 900]);
+my $wd = SharedAreaTest::WebDriver->start(log => $CDLOG, window => [1200, 900]);
 $wd->get("$URL/");
 my $t_open = time;
 my $first = $wd->wait_until('return window.framesReceived >= 10 ? window.demo : null', 20);
@@ -227,3 +233,5 @@ like(slurp($LOG), qr/sharedarea-demo-producer: stopped by a signal after \d+ fra
 
 alarm 0;
 done_testing;
+if (Test::More->builder->is_passing) { unlink $LOG, $CDLOG }
+else { diag "logs kept: $LOG $CDLOG" }
