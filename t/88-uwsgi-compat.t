@@ -90,12 +90,18 @@ my $app = sub {
             'removed=' . join(',', @removed), 'added=' . join(',', @added), '';
     }
     elsif ($path eq '/call') {
-        my ($fn, @args);
+        my ($fn, $mark, @args);
         for my $kv (split /&/, $env->{QUERY_STRING} || '') {
             my ($k, $v) = split /=/, $kv, 2;
             $v = '' unless defined $v;
             $v =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge;
-            if ($k eq 'fn') { $fn = $v } else { push @args, decode_arg($v) }
+            if    ($k eq 'fn')   { $fn = $v }
+            elsif ($k eq 'mark') { ($mark) = $v =~ /^(\w+)$/ }
+            else                 { push @args, decode_arg($v) }
+        }
+        if (defined $mark) {    # tells the test that this call is about to start
+            open my $fh, '>', "$ENV{SATEST_DIR}/$mark" or die "mark $mark: $!";
+            close $fh;
         }
         my $f = do { no strict 'refs'; \&{"uwsgi::sharedarea_$fn"} };
         my @warn;
@@ -227,9 +233,13 @@ sub run_case {
 # Two concurrent requests: a wait, then (after $delay s) another call in the
 # other worker. Returns the wait's result, the trigger's, and how long after
 # the trigger's answer the wait's answer came.
+my $mark_seq = 0;
 sub wake_case {
     my ($port, $wait_args, $trigger, $delay) = @_;
-    my $w = http_send($port, path_for('wait', @$wait_args));
+    my $mark = 'waiting' . ++$mark_seq;
+    my $w = http_send($port, path_for('wait', @$wait_args) . "&mark=$mark");
+    my $deadline = time + 10;
+    sleep 0.01 until -e "$dir/$mark" || time > $deadline;    # the wait is about to start
     sleep $delay;
     my ($st, $tb) = http_get($port, path_for(@$trigger), timeout => 15);
     my $t_trig = time;
@@ -241,10 +251,10 @@ sub wake_case {
 }
 my @wake = (
     # label, wait args, trigger, delay, expected wait ret
-    [ 'wait woken by a write in another worker', [ N(0), N(1000), N(5) ], [ 'write', N(0), N(100), S('wake') ], 0.5, R(1) ],
-    [ 'wait woken by an empty write',            [ N(0), N(1000), N(5) ], [ 'write', N(0), N(100), S('') ],     0.5, R(1) ],
-    [ 'a read does not wake a wait',             [ N(0), N(100), N(2) ],  [ 'read', N(0), N(2000), N(8) ],      0.5, D ],
-    [ 'a failed write does not wake a wait',     [ N(0), N(100), N(2) ],  [ 'write', N(0), N($SIZE), S('x') ],  0.5, D ],
+    [ 'wait woken by a write in another worker', [ N(0), N(1000), N(5) ], [ 'write', N(0), N(100), S('wake') ], 0.3, R(1) ],
+    [ 'wait woken by an empty write',            [ N(0), N(1000), N(5) ], [ 'write', N(0), N(100), S('') ],     0.3, R(1) ],
+    [ 'a read does not wake a wait',             [ N(0), N(100), N(2) ],  [ 'read', N(0), N(2000), N(8) ],      0.3, D ],
+    [ 'a failed write does not wake a wait',     [ N(0), N(100), N(2) ],  [ 'write', N(0), N($SIZE), S('x') ],  0.3, D ],
 );
 
 sub run_all {
@@ -261,14 +271,15 @@ sub run_all {
 }
 
 # --- ours, under Starman ------------------------------------------------------
-my $starman = start_starman(app => $app, workers => 2, preload => 1, dir => $dir, env => { UWSGI_SHAREDAREA => '4' });
+my $starman = start_starman(app => $app, workers => 2, preload => 1, dir => $dir,
+    env => { UWSGI_SHAREDAREA => '4', SATEST_DIR => $dir });
 my $ours = run_all($starman, 'ours');
 stop_server($starman);
 
 # --- real uWSGI -----------------------------------------------------------------
 my $theirs;
 if (uwsgi_psgi_available()) {
-    my $uw = eval { start_uwsgi(app => $app, processes => 2, sharedarea => '4', dir => $dir) };
+    my $uw = eval { start_uwsgi(app => $app, processes => 2, sharedarea => '4', dir => $dir, env => { SATEST_DIR => $dir }) };
     if ($uw) {
         $theirs = run_all($uw, 'uwsgi');
         stop_server($uw);
