@@ -39,8 +39,8 @@ my $name = $ENV{SHAREDAREA_DEMO_NAME} // 'sharedarea-demo';
 
 # the frame area: created by the producer, attached here by name (no size)
 my $frames = eval { SharedArea::init("name=$name") }
-    // die "app.psgi: cannot attach the producer's area name=$name "
-    . "(start examples/producer.c's program first; scripts/demo does): $@";
+    // die "app.psgi: cannot attach the producer's area name=$name: start the producer first "
+    . "(target/sharedarea-demo-producer -n $name, built from examples/producer.c; scripts/demo does both): $@";
 
 # the counters: 8-byte signed integers in their own small area
 my $stats = SharedArea::init("name=$name-stats,size=4096");
