@@ -1009,3 +1009,209 @@ fn fork_while_holding_rlock_child_does_not_own_it() {
     child.expect_success(SECS(5), "child after the parent's unlock");
     assert_eq!(read(id, 0, 5).unwrap(), b"child");
 }
+
+// ---------------------------------------------------------------------------------------
+// Inheritance, limits, mixed dead and live holders
+
+#[test]
+fn a_forked_child_inherits_areas_ids_and_state() {
+    let _g = serial();
+    let a = must_init("1");
+    let b = must_init("2");
+    assert_eq!(set_used(b, 77), 0);
+    must_write(a, 0, b"from parent");
+    let n = count();
+    let sc = Scratch::new(4);
+    let mut child = {
+        let sc = &sc;
+        fork_child(move || {
+            if count() != n {
+                return child_fail(2, &format!("child sees {} areas, parent had {n}", count()));
+            }
+            if read(a, 0, 11).ok().as_deref() != Some(&b"from parent"[..]) {
+                return child_fail(3, "child does not see the parent's bytes");
+            }
+            let i = info(b);
+            if i.used != 77 || i.honour_used != 1 || i.size != 2 * page_size() {
+                return child_fail(4, &format!("child's info differs: {i:?}"));
+            }
+            // a new area in the child takes the next id
+            let c = init("1");
+            if c != n {
+                return child_fail(5, &format!("child's new area got id {c}, expected {n}"));
+            }
+            if write(a, 0, b"from child!") != 0 || set_used(b, 5) != 0 {
+                return child_fail(6, "child write");
+            }
+            sc.set(0, 1);
+            0
+        })
+    };
+    child.expect_success(SECS(10), "forked child");
+    assert_eq!(
+        read(a, 0, 11).unwrap(),
+        b"from child!",
+        "the child's write is shared"
+    );
+    assert_eq!(info(b).used, 5, "used lives in shared memory");
+    assert_eq!(count(), n, "the child's new area is not the parent's");
+}
+
+#[test]
+fn too_many_processes_is_a_limit_error_and_slots_come_back() {
+    let _g = serial();
+    let id = must_init("1");
+    must_write(id, 0, b"x"); // this process takes a slot
+    let sc = Scratch::new(1100);
+    const STOP: usize = 0;
+    let mut kids = Vec::new();
+    let mut limit_at = None;
+    for i in 0..1000usize {
+        let sc = &sc;
+        kids.push(fork_child(move || {
+            let st = rlock(id);
+            sc.set(10 + i, (st + 1000) as u64);
+            if st == sa::SHAREDAREA_E_LIMIT {
+                let e = last_error();
+                if !e.starts_with(&format!("sharedarea_rlock: area {id}: ")) {
+                    return child_fail(3, &format!("LIMIT message: {e}"));
+                }
+                return 0;
+            }
+            if st != 0 {
+                return child_fail(2, &format!("rlock: {st} {}", last_error()));
+            }
+            let deadline = Instant::now() + SECS(60);
+            while sc.get(STOP) == 0 && Instant::now() < deadline {
+                sleep_ms(5);
+            }
+            if unlock(id) != 0 {
+                return 4;
+            }
+            0
+        }));
+        assert!(sc.wait_for(10 + i, 1, SECS(10)), "child {i} did not report");
+        let st = sc.get(10 + i) as i32 - 1000;
+        if st == sa::SHAREDAREA_E_LIMIT {
+            limit_at = Some(i);
+            break;
+        }
+        assert_eq!(st, 0, "child {i}: rlock");
+    }
+    let holders = limit_at.expect("1000 processes held the read lock without reaching a limit");
+    eprintln!("{holders} other processes held the read lock; the next one got SHAREDAREA_E_LIMIT");
+    // a process with a slot (this one) still works, and the readers are real readers:
+    // its write waits for them
+    let writer = std::thread::spawn(move || write(id, 0, b"w"));
+    sleep_ms(100);
+    assert!(
+        !writer.is_finished(),
+        "a write went through while {holders} readers held the lock"
+    );
+    sc.set(STOP, 1);
+    for k in kids.iter_mut() {
+        k.expect_success(SECS(30), "slot holder");
+    }
+    assert_eq!(
+        join_within(writer, SECS(5), "write after the readers left"),
+        0
+    );
+    // the slots of processes that exited are reused
+    let mut again = fork_child(move || {
+        if rlock(id) == 0 && unlock(id) == 0 {
+            0
+        } else {
+            child_fail(2, &last_error())
+        }
+    });
+    again.expect_success(SECS(5), "a new process after the others exited");
+    assert_eq!(info(id).recoveries, 0, "clean exits are not recoveries");
+}
+
+#[test]
+fn dead_reader_beside_a_live_reader() {
+    let _g = serial();
+    let id = must_init("1");
+    must_write(id, 0, b"x");
+    let sc = Scratch::new(4);
+    let rec0 = info(id).recoveries;
+    let mut dead = {
+        let sc = &sc;
+        fork_child(move || {
+            if rlock(id) != 0 {
+                return 2;
+            }
+            sc.set(0, 1);
+            loop {
+                unsafe { libc::pause() };
+            }
+        })
+    };
+    let mut live = {
+        let sc = &sc;
+        fork_child(move || {
+            if rlock(id) != 0 {
+                return 2;
+            }
+            sc.set(1, 1);
+            while sc.get(2) == 0 {
+                sleep_ms(2);
+            }
+            if unlock(id) != 0 {
+                return 3;
+            }
+            0
+        })
+    };
+    assert!(sc.wait_for(0, 1, SECS(5)) && sc.wait_for(1, 1, SECS(5)));
+    dead.kill_and_reap();
+    let t = std::thread::spawn(move || {
+        let t = Instant::now();
+        let st = wlock(id);
+        let took = t.elapsed();
+        let _ = unlock(id);
+        (st, took)
+    });
+    sleep_ms(700);
+    assert!(
+        !t.is_finished(),
+        "wlock went through while a live process held the read lock"
+    );
+    sc.set(2, 1);
+    live.expect_success(SECS(5), "live reader");
+    let (st, took) = join_within(t, SECS(3), "wlock after the live reader left");
+    assert!(st == sa::SHAREDAREA_RECOVERED, "wlock returned {st}");
+    assert!(took >= Duration::from_millis(650), "{took:?}");
+    assert_eq!(info(id).recoveries, rec0 + 1);
+}
+
+#[test]
+fn dead_writer_holding_a_nested_wlock() {
+    let _g = serial();
+    let id = must_init("1");
+    must_write(id, 0, b"x");
+    let sc = Scratch::new(4);
+    let mut holder = {
+        let sc = &sc;
+        fork_child(move || {
+            if wlock(id) != 0 || wlock(id) != 0 || unlock(id) != 0 || wlock(id) != 0 {
+                return 2;
+            }
+            sc.set(0, 1);
+            loop {
+                unsafe { libc::pause() };
+            }
+        })
+    };
+    assert!(sc.wait_for(0, 1, SECS(5)));
+    holder.kill_and_reap();
+    let t = std::thread::spawn(move || {
+        let t = Instant::now();
+        let st = write(id, 0, b"y");
+        (st, t.elapsed())
+    });
+    let (st, took) = join_within(t, SECS(3), "write after a dead nested holder");
+    assert_eq!(st, 0);
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    assert_eq!(read(id, 0, 1).unwrap(), b"y");
+}

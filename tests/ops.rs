@@ -829,3 +829,28 @@ fn info_fields() {
     // the C struct layout: six u64 then two i32
     assert_eq!(std::mem::size_of::<sa::sharedarea_info>(), 56);
 }
+
+#[test]
+fn waiting_under_own_lock_is_refused_not_a_hang() {
+    let _g = serial();
+    let id = must_init("1");
+    for (mode, take) in [("wlock", wlock as fn(i32) -> i32), ("rlock", rlock)] {
+        assert_eq!(take(id), 0);
+        let t = Instant::now();
+        let st = wait_since(id, updates(id), 0); // 0 = forever: must not hang
+        assert_eq!(
+            st,
+            sa::SHAREDAREA_E_LOCK_MISUSE,
+            "wait_since under own {mode}"
+        );
+        assert!(
+            last_error().starts_with(&format!("sharedarea_wait_since: area {id}: ")),
+            "{}",
+            last_error()
+        );
+        let st = wait(id, 100, 0);
+        assert_eq!(st, sa::SHAREDAREA_E_LOCK_MISUSE, "wait under own {mode}");
+        assert!(t.elapsed() < Duration::from_millis(100));
+        assert_eq!(unlock(id), 0);
+    }
+}

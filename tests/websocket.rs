@@ -286,3 +286,57 @@ fn stalled_reader_does_not_block_writers() {
     assert_eq!(wlock(id), 0);
     assert_eq!(unlock(id), 0);
 }
+
+#[test]
+fn invalid_opcodes_are_refused_and_send_nothing() {
+    let _g = serial();
+    let id = must_init("1");
+    let (a, b) = socketpair();
+    for op in [0u8, 3, 7, 11, 15, 16, 0x81, 0xFF] {
+        let n = unsafe { sa::sharedarea_ws_send_from_area(a, op, id, 0, 5) };
+        assert_eq!(n, sa::SHAREDAREA_E_INVALID_ARGUMENT as i64, "opcode {op}");
+        let n = unsafe { sa::sharedarea_ws_send(a, op, b"hello".as_ptr() as *const c_void, 5) };
+        assert_eq!(n, sa::SHAREDAREA_E_INVALID_ARGUMENT as i64, "opcode {op}");
+    }
+    assert_eq!(pending_bytes(b), 0);
+    close(a);
+    close(b);
+}
+
+// CORE BUG (reported to the lead): RFC 6455 5.5 says control frames (close 8, ping 9,
+// pong 10) carry at most 125 payload bytes and are never fragmented; the core sends a
+// close/ping/pong frame of any length (e.g. a 200-byte close frame with a 16-bit length).
+#[test]
+fn control_frames_longer_than_125_bytes_are_refused() {
+    let _g = serial();
+    let id = must_init("1");
+    let (a, b) = socketpair();
+    for op in [8u8, 9, 10] {
+        // 125 bytes is fine
+        let n = unsafe { sa::sharedarea_ws_send_from_area(a, op, id, 0, 125) };
+        assert_eq!(n, 125, "opcode {op}, 125 bytes: {}", last_error());
+        let got = read_exact_fd(b, 127, Duration::from_secs(2)).unwrap();
+        assert_eq!(&got[..2], &[0x80 | op, 125]);
+        // 126 bytes is not: refused, nothing sent
+        let n = unsafe { sa::sharedarea_ws_send_from_area(a, op, id, 0, 126) };
+        let sent = pending_bytes(b);
+        let _ = read_exact_fd(b, sent, Duration::from_secs(2));
+        assert_eq!(
+            n,
+            sa::SHAREDAREA_E_INVALID_ARGUMENT as i64,
+            "opcode {op} with 126 payload bytes (sent {sent} bytes)"
+        );
+        assert_eq!(sent, 0, "a refused control frame wrote to the socket");
+        let big = [0u8; 200];
+        let n = unsafe { sa::sharedarea_ws_send(a, op, big.as_ptr() as *const c_void, 200) };
+        let sent = pending_bytes(b);
+        let _ = read_exact_fd(b, sent, Duration::from_secs(2));
+        assert_eq!(
+            n,
+            sa::SHAREDAREA_E_INVALID_ARGUMENT as i64,
+            "ws_send opcode {op} with 200 bytes"
+        );
+    }
+    close(a);
+    close(b);
+}
