@@ -194,7 +194,7 @@ int32_t sharedarea_inc64(int32_t id, uint64_t pos, int64_t amount, int64_t *new_
 int32_t sharedarea_dec64(int32_t id, uint64_t pos, int64_t amount, int64_t *new_value);
 
 // Blocks until the area is updated after the call began. `timeout_s` 0: no
-// limit; negative: INVALID_ARGUMENT. `freq_ms` is accepted for uWSGI
+// limit; negative: INVALID_ARGUMENT. `freq_ms` (>= 0) is accepted for uWSGI
 // compatibility and ignored: waiters are woken by the update itself. Returns 0,
 // TIMED_OUT, or INTERRUPTED (a signal arrived; see sharedarea_wait_since to resume).
 int32_t sharedarea_wait(int32_t id, int32_t freq_ms, int32_t timeout_s);

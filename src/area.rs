@@ -139,15 +139,21 @@ impl Area {
 
     /// This process's reader slot, claimed on first use (and again after fork).
     fn my_slot(&self) -> Result<u32> {
+        self.my_slot_noting_recovery().map(|(slot, _)| slot)
+    }
+
+    /// The slot, and whether claiming it cleared a dead holder's lock.
+    fn my_slot_noting_recovery(&self) -> Result<(u32, bool)> {
         let generation = FORK_GENERATION.load(Ordering::Acquire) as u64;
         let cached = self.slot.load(Ordering::Acquire);
         if cached != 0 && cached >> 32 == generation {
-            return Ok((cached as u32) - 1);
+            return Ok(((cached as u32) - 1, false));
         }
-        let slot = lock::claim_slot(self.control()).map_err(|e| self.err(e.status, e.detail))?;
+        let (slot, recovered) =
+            lock::claim_slot(self.control()).map_err(|e| self.err(e.status, e.detail))?;
         self.slot
             .store((generation << 32) | (slot as u64 + 1), Ordering::Release);
-        Ok(slot)
+        Ok((slot, recovered))
     }
 
     /// Runs a read-only `f`: straight through under this thread's own lock,
@@ -348,10 +354,10 @@ impl Area {
                 Ok(false)
             }
             Held::None => {
-                let me = self.my_slot()?;
+                let (me, claimed_after_recovery) = self.my_slot_noting_recovery()?;
                 let recovered = lock::lock_shared(self.control(), me);
                 lock::push_hold(self.id, false);
-                Ok(recovered)
+                Ok(recovered | claimed_after_recovery)
             }
         }
     }
@@ -367,10 +373,10 @@ impl Area {
                 "this thread holds the read lock; it cannot be upgraded to the write lock (unlock first)",
             )),
             Held::None => {
-                let me = self.my_slot()?;
+                let (me, claimed_after_recovery) = self.my_slot_noting_recovery()?;
                 let recovered = lock::lock_exclusive(self.control(), me);
                 lock::push_hold(self.id, true);
-                Ok(recovered)
+                Ok(recovered | claimed_after_recovery)
             }
         }
     }

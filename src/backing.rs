@@ -358,7 +358,7 @@ pub fn named(name: &str, size: Option<u64>) -> Result<Mapping> {
     let file = unsafe { File::from_raw_fd(fd) };
     use std::os::unix::fs::MetadataExt;
     // The creator may be between shm_open and ftruncate/initialisation: wait a little.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(100);
     let meta = loop {
         let meta = file
             .metadata()
@@ -392,7 +392,7 @@ pub fn named(name: &str, size: Option<u64>) -> Result<Mapping> {
     let ctl = unsafe { &*(base as *const Control) };
     let id = &ctl.identity;
     let mut waited = 0;
-    while id.magic.load(Ordering::Acquire) != MAGIC && waited < 200 {
+    while id.magic.load(Ordering::Acquire) != MAGIC && waited < 20 {
         std::thread::sleep(std::time::Duration::from_millis(5));
         waited += 1;
     }

@@ -76,36 +76,52 @@ const OPTIMISTIC_TRIES: u32 = 4;
 
 const _: () = assert!(SLOTS < WRITER_MASK as usize + 1);
 
-/// Claims a reader slot for this process. Called once per process and area.
-pub fn claim_slot(ctl: &Control) -> Result<u32> {
+/// What `reclaim_if_dead` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Reclaim {
+    /// The slot is free now.
+    free: bool,
+    /// A dead process's lock (its write lock or its read locks) was cleared.
+    recovered: bool,
+}
+
+/// Claims a reader slot for this process (once per process and area). Returns the
+/// slot and whether a dead holder's lock was cleared on the way.
+pub fn claim_slot(ctl: &Control) -> Result<(u32, bool)> {
     let (pid, start) = process::current();
-    let hwm = ctl.lock.slot_hwm.load(Ordering::Acquire) as usize;
-    let first_free = (0..SLOTS).find(|&i| ctl.slots[i].pid.load(Ordering::Relaxed) == 0);
-    // Prefer a dead process's slot below the high-water mark to growing it.
-    let candidates = match first_free {
-        Some(i) if i < hwm => vec![i],
-        _ => (0..hwm.min(SLOTS))
-            .filter(|&i| reclaim_if_dead(ctl, i))
-            .take(1)
-            .chain(first_free)
-            .collect(),
-    };
-    for i in candidates.into_iter().chain(0..SLOTS) {
-        let slot = &ctl.slots[i];
-        if slot
-            .pid
-            .compare_exchange(0, RESERVED, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
-            slot.readers.store(0, Ordering::Relaxed);
-            slot.start.store(start, Ordering::Relaxed);
-            slot.pid.store(pid, Ordering::Release);
-            ctl.lock.slot_hwm.fetch_max(i as u32 + 1, Ordering::AcqRel);
-            return Ok(i as u32);
+    let mut recovered = false;
+    for attempt in 0..2 {
+        let hwm = (ctl.lock.slot_hwm.load(Ordering::Acquire) as usize).min(SLOTS);
+        let first_free = (0..SLOTS).find(|&i| ctl.slots[i].pid.load(Ordering::Relaxed) == 0);
+        // Prefer a free slot below the high-water mark, then a dead process's slot
+        // below it, then growing it; on the second attempt reclaim anywhere.
+        let limit = if attempt == 0 { hwm } else { SLOTS };
+        let mut candidates: Vec<usize> = first_free.filter(|&i| i < hwm).into_iter().collect();
+        if candidates.is_empty() {
+            for i in 0..limit {
+                let r = reclaim_if_dead(ctl, i);
+                recovered |= r.recovered;
+                if r.free {
+                    candidates.push(i);
+                    break;
+                }
+            }
+            candidates.extend(first_free);
         }
-    }
-    if (0..SLOTS).any(|i| reclaim_if_dead(ctl, i)) {
-        return claim_slot(ctl);
+        for i in candidates.into_iter().chain(0..SLOTS) {
+            let slot = &ctl.slots[i];
+            if slot
+                .pid
+                .compare_exchange(0, RESERVED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                slot.readers.store(0, Ordering::Relaxed);
+                slot.start.store(start, Ordering::Relaxed);
+                slot.pid.store(pid, Ordering::Release);
+                ctl.lock.slot_hwm.fetch_max(i as u32 + 1, Ordering::AcqRel);
+                return Ok((i as u32, recovered));
+            }
+        }
     }
     Err(Error::new(
         Status::Limit,
@@ -113,22 +129,33 @@ pub fn claim_slot(ctl: &Control) -> Result<u32> {
     ))
 }
 
-/// Frees slot `i` if its process is dead (clearing a write lock it held first).
-/// Returns whether the slot is now free.
-fn reclaim_if_dead(ctl: &Control, i: usize) -> bool {
+/// Frees slot `i` if its process is dead, clearing a write lock or read locks it
+/// held (and counting that as a recovery).
+fn reclaim_if_dead(ctl: &Control, i: usize) -> Reclaim {
+    let busy = Reclaim {
+        free: false,
+        recovered: false,
+    };
     let slot = &ctl.slots[i];
     let pid = slot.pid.load(Ordering::Acquire);
     if pid == 0 {
-        return true;
+        return Reclaim {
+            free: true,
+            recovered: false,
+        };
     }
     if pid == RESERVED || !process::is_dead(pid, slot.start.load(Ordering::Acquire)) {
-        return false;
+        return busy;
     }
+    let mut recovered = false;
     let s = ctl.lock.state.load(Ordering::Acquire);
     if s & WRITER_MASK == i as u32 + 1 {
-        clear_dead_writer(ctl, s);
+        recovered = clear_dead_writer(ctl, s);
         if ctl.lock.state.load(Ordering::Acquire) & WRITER_MASK == i as u32 + 1 {
-            return false;
+            return Reclaim {
+                free: false,
+                recovered,
+            };
         }
     }
     if slot
@@ -136,14 +163,23 @@ fn reclaim_if_dead(ctl: &Control, i: usize) -> bool {
         .compare_exchange(pid, RESERVED, Ordering::AcqRel, Ordering::Relaxed)
         .is_err()
     {
-        return false;
+        return Reclaim {
+            free: false,
+            recovered,
+        };
     }
     if slot.readers.swap(0, Ordering::AcqRel) != 0 {
         ctl.used.recoveries.fetch_add(1, Ordering::Relaxed);
+        // A writer draining this slot sleeps on its readers word.
+        futex::wake_all(&slot.readers);
+        recovered = true;
     }
     slot.start.store(0, Ordering::Relaxed);
     slot.pid.store(0, Ordering::Release);
-    true
+    Reclaim {
+        free: true,
+        recovered,
+    }
 }
 
 /// Whether the writer named in state `s` is dead.
@@ -273,7 +309,7 @@ fn drain_slot(ctl: &Control, i: usize) -> bool {
         let now = Instant::now();
         if next_check.is_none_or(|due| now >= due) {
             next_check = Some(now + CHECK_INTERVAL);
-            recovered |= reclaim_if_dead(ctl, i);
+            recovered |= reclaim_if_dead(ctl, i).recovered;
         }
     }
 }

@@ -140,20 +140,25 @@ fn wait_writable(fd: i32) -> Result<()> {
     }
 }
 
-fn check_opcode(opcode: u8) -> Result<()> {
-    if valid_opcode(opcode) {
-        Ok(())
-    } else {
-        Err(Error::new(
+fn check_opcode(opcode: u8, len: u64) -> Result<()> {
+    if !valid_opcode(opcode) {
+        return Err(Error::new(
             Status::InvalidArgument,
             format!("opcode {opcode} is not one a server sends (1 text, 2 binary, 8 close, 9 ping, 10 pong)"),
-        ))
+        ));
     }
+    if opcode >= 0x8 && len > 125 {
+        return Err(Error::new(
+            Status::InvalidArgument,
+            format!("a control frame (opcode {opcode}) carries at most 125 bytes, not {len} (RFC 6455 5.5)"),
+        ));
+    }
+    Ok(())
 }
 
 /// Sends one frame carrying `payload`.
 pub fn send(fd: i32, opcode: u8, payload: &[u8]) -> Result<u64> {
-    check_opcode(opcode)?;
+    check_opcode(opcode, payload.len() as u64)?;
     let mut hdr = [0u8; 10];
     let h = frame_header(opcode, payload.len() as u64, &mut hdr);
     let sent = send_pieces(fd, &hdr[..h], payload.as_ptr(), payload.len())?;
@@ -174,8 +179,8 @@ fn finish(fd: i32, hdr: &[u8], payload: &[u8], sent: usize) -> Result<()> {
 /// Sends one frame carrying the area's bytes at `pos` (`len` 0: to the end, or
 /// to `used` when honoured). Returns the payload length.
 pub fn send_from_area(fd: i32, opcode: u8, area: &Area, pos: u64, len: u64) -> Result<u64> {
-    check_opcode(opcode)?;
     let n = area.extent(pos, len)?;
+    check_opcode(opcode, n)?;
     let mut hdr = [0u8; 10];
     let h = frame_header(opcode, n, &mut hdr);
     // Under the read lock: one non-blocking sendmsg straight from shared memory,

@@ -8,7 +8,7 @@ use crate::registry;
 use crate::status::{Error, Status};
 
 /// Blocks until the area is updated after the call began. `timeout_s` 0: no
-/// limit; negative: INVALID_ARGUMENT. `freq_ms` is accepted for uWSGI
+/// limit; negative: INVALID_ARGUMENT. `freq_ms` (>= 0) is accepted for uWSGI
 /// compatibility and ignored: waiters are woken by the update itself. Returns 0,
 /// TIMED_OUT, or INTERRUPTED (a signal arrived; see sharedarea_wait_since to resume).
 #[no_mangle]
