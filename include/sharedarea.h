@@ -6,13 +6,6 @@
 #include <stdint.h>
 #include <stddef.h>
 
-#define VERSION 1
-
-// Reader slots: the most processes that can use one area's lock at once.
-#define SLOTS 255
-
-#define RESERVED UINT32_MAX
-
 // The ABI version of this header; `sharedarea_abi_version()` returns the same.
 #define SHAREDAREA_ABI_VERSION 1
 
@@ -59,15 +52,6 @@
 #define SHAREDAREA_BACKING_NAMED 3
 
 #define SHAREDAREA_BACKING_POINTER 4
-
-#define WRITER_MASK 255
-
-#define LOCK_WAITERS (1 << 8)
-
-#define UPDATE_WAITERS (1 << 9)
-
-// The most areas one process can have.
-#define MAX_AREAS 4096
 
 // What `sharedarea_info` reports about an area.
 struct sharedarea_info {

@@ -131,8 +131,19 @@ fn size_in_bytes(spec_text: &str, size: Size, round_to_pages: bool) -> Result<Op
     Ok(Some(bytes))
 }
 
-/// Creates (or attaches) the memory a parsed spec describes.
+/// Creates (or attaches) the memory a parsed spec describes. Every error names
+/// the spec.
 pub fn create(spec_text: &str, spec: &Spec) -> Result<Mapping> {
+    create_from(spec_text, spec).map_err(|e| {
+        if e.detail.contains(spec_text) {
+            e
+        } else {
+            Error::new(e.status, format!("spec \"{spec_text}\": {}", e.detail))
+        }
+    })
+}
+
+fn create_from(spec_text: &str, spec: &Spec) -> Result<Mapping> {
     match &spec.source {
         Source::Anonymous => {
             let size = size_in_bytes(spec_text, spec.size, true)?.unwrap_or(0);

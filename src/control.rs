@@ -18,10 +18,10 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
-pub const MAGIC: u64 = u64::from_le_bytes(*b"SHAREA\0\x01");
-pub const VERSION: u32 = 1;
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHAREA\0\x01");
+pub(crate) const VERSION: u32 = 1;
 /// Reader slots: the most processes that can use one area's lock at once.
-pub const SLOTS: usize = 255;
+pub(crate) const SLOTS: usize = 255;
 
 /// One process's record in an area: who it is, and how many read locks its threads hold.
 #[repr(C, align(64))]
@@ -34,7 +34,7 @@ pub struct Slot {
     pub start: AtomicU64,
 }
 
-pub const RESERVED: u32 = u32::MAX;
+pub(crate) const RESERVED: u32 = u32::MAX;
 
 #[repr(C, align(64))]
 pub struct Identity {

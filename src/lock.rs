@@ -60,9 +60,9 @@ use crate::futex;
 use crate::process;
 use crate::status::{Error, Result, Status};
 
-pub const WRITER_MASK: u32 = 0xFF;
-pub const LOCK_WAITERS: u32 = 1 << 8;
-pub const UPDATE_WAITERS: u32 = 1 << 9;
+pub(crate) const WRITER_MASK: u32 = 0xFF;
+pub(crate) const LOCK_WAITERS: u32 = 1 << 8;
+pub(crate) const UPDATE_WAITERS: u32 = 1 << 9;
 const FLAGS: u32 = LOCK_WAITERS | UPDATE_WAITERS;
 const GEN_ONE: u32 = 1 << 10;
 const GEN_MASK: u32 = !(GEN_ONE - 1);
@@ -70,7 +70,7 @@ const GEN_MASK: u32 = !(GEN_ONE - 1);
 const HOLDING: u32 = WRITER_MASK | GEN_MASK;
 
 /// How long a blocked caller sleeps before it checks whether the holder died.
-pub const CHECK_INTERVAL: Duration = Duration::from_millis(200);
+pub(crate) const CHECK_INTERVAL: Duration = Duration::from_millis(200);
 const SPINS: u32 = 200;
 const OPTIMISTIC_TRIES: u32 = 4;
 

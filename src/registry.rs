@@ -14,7 +14,7 @@ use crate::process::FORK_GENERATION;
 use crate::status::{Error, Result, Status};
 
 /// The most areas one process can have.
-pub const MAX_AREAS: usize = 4096;
+pub(crate) const MAX_AREAS: usize = 4096;
 
 static AREAS: [AtomicPtr<Area>; MAX_AREAS] =
     [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_AREAS];

@@ -110,9 +110,11 @@ fn wait_writable(fd: i32) -> Result<()> {
         events: libc::POLLOUT,
         revents: 0,
     };
+    let deadline = std::time::Instant::now() + STALL_LIMIT;
     loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
         // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, STALL_LIMIT.as_millis() as i32) };
+        let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) };
         if r > 0 {
             if pfd.revents & (libc::POLLERR | libc::POLLHUP) != 0
                 && pfd.revents & libc::POLLOUT == 0
