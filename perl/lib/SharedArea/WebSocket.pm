@@ -140,15 +140,15 @@ sub websocket_handshake {
     my $method = defined $env->{REQUEST_METHOD} ? $env->{REQUEST_METHOD} : '';
     _refuse($env, 400, "$F: not a WebSocket upgrade request: the method is '$method', not GET")
         if $method ne 'GET';
-    my $protocol = defined $env->{SERVER_PROTOCOL} ? $env->{SERVER_PROTOCOL} : '';
-    _refuse($env, 400, "$F: not a WebSocket upgrade request: it needs HTTP/1.1, not '$protocol'")
-        unless $protocol =~ m{^HTTP/(\d+)\.(\d+)$} && ($1 > 1 || ($1 == 1 && $2 >= 1));
     _refuse($env, 400, "$F: not a WebSocket upgrade request: no 'Upgrade: websocket' header")
         unless _has_token($env->{HTTP_UPGRADE}, 'websocket');
     # Starman takes Connection out of the env; when a server kept it, it must say Upgrade.
     _refuse($env, 400, "$F: not a WebSocket upgrade request: the Connection header"
             . " ('$env->{HTTP_CONNECTION}') does not include 'Upgrade'")
         if defined $env->{HTTP_CONNECTION} && !_has_token($env->{HTTP_CONNECTION}, 'upgrade');
+    my $protocol = defined $env->{SERVER_PROTOCOL} ? $env->{SERVER_PROTOCOL} : '';
+    _refuse($env, 400, "$F: not a WebSocket upgrade request: it needs HTTP/1.1, not '$protocol'")
+        unless $protocol =~ m{^HTTP/(\d+)\.(\d+)$} && ($1 > 1 || ($1 == 1 && $2 >= 1));
     my $version = $env->{HTTP_SEC_WEBSOCKET_VERSION};
     _refuse($env, 400, "$F: not a WebSocket upgrade request: no Sec-WebSocket-Version header")
         unless defined $version;
