@@ -237,16 +237,28 @@ fn sleep_on_state(ctl: &Control, s: u32, next_check: &mut Option<Instant>) -> bo
     {
         return false;
     }
-    futex::wait(&ctl.lock.state, armed, Some(CHECK_INTERVAL));
-    let now = Instant::now();
-    match next_check {
-        Some(due) if now < *due => false,
-        _ => {
-            *next_check = Some(now + CHECK_INTERVAL);
-            let cur = ctl.lock.state.load(Ordering::Acquire);
-            clear_dead_writer(ctl, cur)
-        }
+    let woke = futex::wait(&ctl.lock.state, armed, Some(CHECK_INTERVAL));
+    if check_due(woke, next_check) {
+        let cur = ctl.lock.state.load(Ordering::Acquire);
+        return clear_dead_writer(ctl, cur);
     }
+    false
+}
+
+/// Whether a blocked caller should now check the holder's liveness: after a whole
+/// interval asleep with no wake, or once `CHECK_INTERVAL` has passed since the
+/// last check. (Not on every wake: a busy lock wakes its waiters often, and a
+/// check reads /proc.)
+fn check_due(woke: futex::Wake, next_check: &mut Option<Instant>) -> bool {
+    let now = Instant::now();
+    let due = match *next_check {
+        None => woke == futex::Wake::TimedOut,
+        Some(due) => now >= due || woke == futex::Wake::TimedOut,
+    };
+    if due || next_check.is_none() {
+        *next_check = Some(now + CHECK_INTERVAL);
+    }
+    due
 }
 
 /// Takes the write lock. Returns whether a dead holder was cleared on the way.
@@ -305,10 +317,8 @@ fn drain_slot(ctl: &Control, i: usize) -> bool {
             std::hint::spin_loop();
             continue;
         }
-        futex::wait(&slot.readers, r, Some(CHECK_INTERVAL));
-        let now = Instant::now();
-        if next_check.is_none_or(|due| now >= due) {
-            next_check = Some(now + CHECK_INTERVAL);
+        let woke = futex::wait(&slot.readers, r, Some(CHECK_INTERVAL));
+        if check_due(woke, &mut next_check) {
             recovered |= reclaim_if_dead(ctl, i).recovered;
         }
     }
