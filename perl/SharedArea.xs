@@ -857,9 +857,13 @@ void
 sharedarea_readfast(...)
   CODE:
     S_check_items(aTHX_ items, 3, 4, "uwsgi::sharedarea_readfast(id, pos, buf[, len])");
-    ST(0) = sv_2mortal(newSViv(
-        S_readfast(aTHX_ "sharedarea_readfast", ST(0), ST(1), ST(2), OPT_ARG(3))));
-    XSRETURN(1);
+    {
+        dXSTARG;
+        IV n = S_readfast(aTHX_ "sharedarea_readfast", ST(0), ST(1), ST(2), OPT_ARG(3));
+        XSprePUSH;
+        PUSHi(n);
+        XSRETURN(1);
+    }
 
 void
 sharedarea_write(...)
@@ -877,9 +881,13 @@ sharedarea_read8(...)
   CODE:
     S_check_items(aTHX_ items, 2, 2, S_read_int_usages[ix]);
     {
+        dXSTARG;    /* the op's own target SV: no new mortal per call */
         const char *fname = S_read_int_names[ix];
         int32_t id = S_arg_id(aTHX_ fname, ST(0));
-        XSRETURN_IV(S_read_int(aTHX_ fname, S_widths[ix], id, ST(1)));
+        IV v = S_read_int(aTHX_ fname, S_widths[ix], id, ST(1));
+        XSprePUSH;
+        PUSHi(v);
+        XSRETURN(1);
     }
 
 void
@@ -910,9 +918,13 @@ sharedarea_inc8(...)
   CODE:
     S_check_items(aTHX_ items, 2, 3, S_add_int_usages[ix]);
     {
+        dXSTARG;
         const char *fname = S_add_int_names[ix];
         int32_t id = S_arg_id(aTHX_ fname, ST(0));
-        XSRETURN_IV(S_add_int(aTHX_ fname, S_widths[ix & 3], ix >= 4, id, ST(1), OPT_ARG(2)));
+        IV v = S_add_int(aTHX_ fname, S_widths[ix & 3], ix >= 4, id, ST(1), OPT_ARG(2));
+        XSprePUSH;
+        PUSHi(v);
+        XSRETURN(1);
     }
 
 void

@@ -68,9 +68,16 @@ like($out, qr/SharedArea::init: invalid spec "abc"/, '... with the problem');
 ($st, $out) = run_perl(undef, <<'CODE');
 BEGIN { no warnings 'once'; *uwsgi::sharedarea_read = sub { 'host' }; }
 use SharedArea '1';
-print uwsgi::sharedarea_read(0, 0, 1), "|", (\&uwsgi::sharedarea_write == \&SharedArea::sharedarea_write ? 'ours' : 'other'), "\n";
+print uwsgi::sharedarea_read(0, 0, 1), "|", (defined &uwsgi::sharedarea_write ? 'added' : 'none'), "|", SharedArea::count(), "\n";
 CODE
-is($out, "host|ours\n", 'an existing uwsgi:: function is kept, missing ones are installed');
+is($out, "host|none|1\n", 'inside a uWSGI host (uwsgi::sharedarea_read exists): nothing replaced, nothing added; SharedArea:: still works');
+
+($st, $out) = run_perl('4', <<'CODE');
+BEGIN { no warnings 'once'; *uwsgi::sharedarea_read = sub { 'host' }; }
+use SharedArea;
+print SharedArea::count(), "\n";
+CODE
+is($out, "0\n", 'inside a uWSGI host, UWSGI_SHAREDAREA (already uWSGI\'s) creates no area of ours');
 
 ($st, $out) = run_perl(undef, 'require SharedArea; print defined &uwsgi::sharedarea_inc64 ? "yes\n" : "no\n"');
 is($out, "yes\n", 'require (without import) installs the names too');

@@ -21,6 +21,14 @@ our @UWSGI_FUNCTIONS = qw(
     sharedarea_readlong sharedarea_writelong sharedarea_inclong
 );
 
+# Inside a real uWSGI host, uwsgi:: already has uWSGI's own sharedarea
+# functions, working on uWSGI's areas (--sharedarea). There SharedArea adds no
+# uwsgi:: name (one that worked on SharedArea's areas while its neighbours
+# worked on uWSGI's would be a trap) and creates no area from
+# UWSGI_SHAREDAREA (uWSGI already did). SharedArea::* still work on areas
+# created with SharedArea::init.
+our $IN_UWSGI_HOST = defined &uwsgi::sharedarea_read ? 1 : 0;
+
 # Install NAMES (functions of package SharedArea) into package uwsgi, each
 # unless uwsgi:: already has it: inside a real uWSGI host nothing is replaced.
 sub _install_uwsgi {
@@ -33,13 +41,13 @@ sub _install_uwsgi {
     return;
 }
 
-_install_uwsgi(@UWSGI_FUNCTIONS);
+_install_uwsgi(@UWSGI_FUNCTIONS) unless $IN_UWSGI_HOST;
 
 # The areas uWSGI would create for --sharedarea, from its environment
 # variable: only when this process has no area yet.
 sub _init_from_env {
     my $env = $ENV{UWSGI_SHAREDAREA};
-    return if !defined $env || $env !~ /\S/ || count() > 0;
+    return if $IN_UWSGI_HOST || !defined $env || $env !~ /\S/ || count() > 0;
     for my $spec (split /;/, $env) {
         $spec =~ s/\A\s+|\s+\z//g;
         next if $spec eq '';
@@ -137,7 +145,7 @@ places where uWSGI is broken (see L</"Migrating from uWSGI">) work.
 C<use SharedArea;> loads the module (a Rust core behind a C ABI, linked into
 this XS module) and installs the functions below into package C<uwsgi>, under
 uWSGI's names.  A function that package C<uwsgi> already has is not replaced,
-so inside a real uWSGI host uWSGI's own functions stay in place.
+and inside a real uWSGI host none is added (see L</"Inside uWSGI itself">).
 
 When the module is present, C<SharedArea::WebSocket> is loaded too and
 provides the C<uwsgi::websocket_*> functions (see L<SharedArea::WebSocket>
@@ -404,6 +412,17 @@ dies with the function, the area and the cause, and refuses negative,
 fractional and non-numeric positions.  A string with wide characters given to
 C<sharedarea_write> dies instead of being written as its UTF-8 bytes: encode
 it first.  C<sharedarea_write(..., undef)> dies instead of writing nothing.
+Extra arguments die with a usage message (uWSGI ignores them).  An empty
+write at the very end of the area (C<pos> equal to the size) is in range and
+returns 1, as every empty range inside the area does (uWSGI dies there).
+
+=item * Inside uWSGI itself
+
+Loaded inside a real uWSGI host, C<use SharedArea> adds no C<uwsgi::> name
+and creates no area from C<UWSGI_SHAREDAREA> (uWSGI already did): uWSGI's own
+functions keep working on uWSGI's C<--sharedarea> areas, and nothing would
+quietly address a different area than its neighbours.  The C<SharedArea::>
+functions still work on areas created with C<SharedArea::init>.
 
 =item * Fixed uWSGI bugs
 
