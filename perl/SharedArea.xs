@@ -301,11 +301,19 @@ S_croak_arg(pTHX_ const char *fname, IV id, const char *what, SV *sv,
 
 /* An area id: a non-negative integer that fits int32_t.  Whether the area
  * exists is the core's to say; a negative or absurd id "does not exist". */
+/* The common case, a plain non-negative integer (no string, no magic, no
+ * reference), without the full classification. */
+#define PLAIN_NONNEG_IV(sv) \
+    ((SvFLAGS(sv) & (SVf_IOK | SVf_POK | SVf_NOK | SVf_ROK | SVs_GMG)) == SVf_IOK \
+     && (SvIsUV(sv) || SvIVX(sv) >= 0))
+
 static int32_t
 S_arg_id(pTHX_ const char *fname, SV *sv)
 {
     uint64_t v = 0;
     arg_status st;
+    if (PLAIN_NONNEG_IV(sv) && SvUVX(sv) <= (UV)INT32_MAX)
+        return (int32_t)SvUVX(sv);
     SvGETMAGIC(sv);
     st = S_num_u64(aTHX_ sv, &v);
     switch (st) {
@@ -329,6 +337,8 @@ S_arg_u64(pTHX_ const char *fname, IV id, const char *what, SV *sv)
 {
     uint64_t v = 0;
     arg_status st;
+    if (PLAIN_NONNEG_IV(sv))
+        return (uint64_t)SvUVX(sv);
     SvGETMAGIC(sv);
     st = S_num_u64(aTHX_ sv, &v);
     if (st != ARG_OK)
