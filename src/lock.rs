@@ -261,6 +261,23 @@ fn check_due(woke: futex::Wake, next_check: &mut Option<Instant>) -> bool {
     due
 }
 
+/// One step of waiting while a writer holds the lock (state `s`): spin a while,
+/// then sleep on the state word. Returns whether a dead writer was cleared.
+#[inline]
+fn wait_for_writer(
+    ctl: &Control,
+    s: u32,
+    spins: &mut u32,
+    next_check: &mut Option<Instant>,
+) -> bool {
+    if *spins < SPINS {
+        *spins += 1;
+        std::hint::spin_loop();
+        return false;
+    }
+    sleep_on_state(ctl, s, next_check)
+}
+
 /// Takes the write lock. Returns whether a dead holder was cleared on the way.
 pub fn lock_exclusive(ctl: &Control, me: u32) -> bool {
     let state = &ctl.lock.state;
@@ -279,12 +296,7 @@ pub fn lock_exclusive(ctl: &Control, me: u32) -> bool {
             }
             continue;
         }
-        if spins < SPINS {
-            spins += 1;
-            std::hint::spin_loop();
-            continue;
-        }
-        recovered |= sleep_on_state(ctl, s, &mut next_check);
+        recovered |= wait_for_writer(ctl, s, &mut spins, &mut next_check);
     }
     recovered | drain_readers(ctl)
 }
@@ -355,12 +367,7 @@ pub fn lock_shared(ctl: &Control, me: u32) -> bool {
             unlock_shared(ctl, me);
             continue;
         }
-        if spins < SPINS {
-            spins += 1;
-            std::hint::spin_loop();
-            continue;
-        }
-        recovered |= sleep_on_state(ctl, s, &mut next_check);
+        recovered |= wait_for_writer(ctl, s, &mut spins, &mut next_check);
     }
 }
 
