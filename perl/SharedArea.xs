@@ -299,21 +299,45 @@ S_croak_arg(pTHX_ const char *fname, IV id, const char *what, SV *sv,
     }
 }
 
+/* The argument helpers below are called on every fast operation, so each is
+ * split in two: an inline test for the common case (a plain integer or a
+ * plain byte string, as literal constants, loop counters and ordinary
+ * variables are), and an out-of-line _slow function that does the full
+ * classification, get-magic and croaking.  The inline test only takes values
+ * the slow path would accept with the same result, so both give the same
+ * answers; the split only keeps the cold code out of the callers. */
+#if defined(__GNUC__) || defined(__clang__)
+#  define SA_COLD __attribute__((cold, noinline))
+#else
+#  define SA_COLD
+#endif
+
+/* A plain integer: IOK with no string, float, reference or get-magic (a
+ * literal constant is IOK|pIOK|READONLY|PROTECT: plain). */
+#define PLAIN_IV(sv) \
+    ((SvFLAGS(sv) & (SVf_IOK | SVf_POK | SVf_NOK | SVf_ROK | SVs_GMG)) == SVf_IOK)
+#define PLAIN_NONNEG_IV(sv) (PLAIN_IV(sv) && (SvIsUV(sv) || SvIVX(sv) >= 0))
+/* A plain byte string: POK, no UTF8 flag, no get-magic. */
+#define PLAIN_BYTES(sv) \
+    ((SvFLAGS(sv) & (SVf_POK | SVf_UTF8 | SVs_GMG)) == SVf_POK)
+
 /* An area id: a non-negative integer that fits int32_t.  Whether the area
  * exists is the core's to say; a negative or absurd id "does not exist". */
-/* The common case, a plain non-negative integer (no string, no magic, no
- * reference), without the full classification. */
-#define PLAIN_NONNEG_IV(sv) \
-    ((SvFLAGS(sv) & (SVf_IOK | SVf_POK | SVf_NOK | SVf_ROK | SVs_GMG)) == SVf_IOK \
-     && (SvIsUV(sv) || SvIVX(sv) >= 0))
+static int32_t S_arg_id_slow(pTHX_ const char *fname, SV *sv) SA_COLD;
+
+PERL_STATIC_INLINE int32_t
+S_arg_id(pTHX_ const char *fname, SV *sv)
+{
+    if (LIKELY(PLAIN_NONNEG_IV(sv) && SvUVX(sv) <= (UV)INT32_MAX))
+        return (int32_t)SvUVX(sv);
+    return S_arg_id_slow(aTHX_ fname, sv);
+}
 
 static int32_t
-S_arg_id(pTHX_ const char *fname, SV *sv)
+S_arg_id_slow(pTHX_ const char *fname, SV *sv)
 {
     uint64_t v = 0;
     arg_status st;
-    if (PLAIN_NONNEG_IV(sv) && SvUVX(sv) <= (UV)INT32_MAX)
-        return (int32_t)SvUVX(sv);
     SvGETMAGIC(sv);
     st = S_num_u64(aTHX_ sv, &v);
     switch (st) {
@@ -332,13 +356,22 @@ S_arg_id(pTHX_ const char *fname, SV *sv)
 }
 
 /* A position, length or count: an integer in [0, 2**64). */
-static uint64_t
+static uint64_t S_arg_u64_slow(pTHX_ const char *fname, IV id, const char *what, SV *sv)
+    SA_COLD;
+
+PERL_STATIC_INLINE uint64_t
 S_arg_u64(pTHX_ const char *fname, IV id, const char *what, SV *sv)
+{
+    if (LIKELY(PLAIN_NONNEG_IV(sv)))
+        return (uint64_t)SvUVX(sv);
+    return S_arg_u64_slow(aTHX_ fname, id, what, sv);
+}
+
+static uint64_t
+S_arg_u64_slow(pTHX_ const char *fname, IV id, const char *what, SV *sv)
 {
     uint64_t v = 0;
     arg_status st;
-    if (PLAIN_NONNEG_IV(sv))
-        return (uint64_t)SvUVX(sv);
     SvGETMAGIC(sv);
     st = S_num_u64(aTHX_ sv, &v);
     if (st != ARG_OK)
@@ -346,9 +379,21 @@ S_arg_u64(pTHX_ const char *fname, IV id, const char *what, SV *sv)
     return v;
 }
 
-/* An integer value for writeN/incN/decN: its low 64 bits. */
-static uint64_t
+/* An integer value for writeN/incN/decN: its low 64 bits (an IV and a UV
+ * hold the same bits, two's complement). */
+static uint64_t S_arg_bits64_slow(pTHX_ const char *fname, IV id, const char *what, SV *sv)
+    SA_COLD;
+
+PERL_STATIC_INLINE uint64_t
 S_arg_bits64(pTHX_ const char *fname, IV id, const char *what, SV *sv)
+{
+    if (LIKELY(PLAIN_IV(sv)))
+        return (uint64_t)SvUVX(sv);
+    return S_arg_bits64_slow(aTHX_ fname, id, what, sv);
+}
+
+static uint64_t
+S_arg_bits64_slow(pTHX_ const char *fname, IV id, const char *what, SV *sv)
 {
     uint64_t v = 0;
     arg_status st;
@@ -376,8 +421,21 @@ S_arg_nonneg(pTHX_ const char *fname, IV id, const char *what, SV *sv)
 /* The bytes of a Perl string argument.  A string holding only characters
  * <= 0xFF is taken as those bytes (downgraded on a copy, the caller's
  * scalar is not touched); wide characters are an error. */
-static const char *
+static const char *S_arg_bytes_slow(pTHX_ const char *fname, IV id, const char *what,
+                                    SV *sv, STRLEN *len) SA_COLD;
+
+PERL_STATIC_INLINE const char *
 S_arg_bytes(pTHX_ const char *fname, IV id, const char *what, SV *sv, STRLEN *len)
+{
+    if (LIKELY(PLAIN_BYTES(sv))) {
+        *len = SvCUR(sv);
+        return SvPVX_const(sv);
+    }
+    return S_arg_bytes_slow(aTHX_ fname, id, what, sv, len);
+}
+
+static const char *
+S_arg_bytes_slow(pTHX_ const char *fname, IV id, const char *what, SV *sv, STRLEN *len)
 {
     const char *pv;
     SvGETMAGIC(sv);
@@ -394,6 +452,7 @@ S_arg_bytes(pTHX_ const char *fname, IV id, const char *what, SV *sv, STRLEN *le
     }
     return pv;
 }
+
 
 /* ------------------------------------------------------------------------ */
 /* Byte ranges                                                              */
