@@ -20,6 +20,14 @@
 #include <string.h>
 #include <time.h>
 
+/* Code that runs only when a call fails: out of line, away from the fast
+ * paths (gcc and clang). */
+#if defined(__GNUC__) || defined(__clang__)
+#  define SA_COLD __attribute__((cold, noinline))
+#else
+#  define SA_COLD
+#endif
+
 /* MakeMaker defines VERSION on the command line; the core header may too. */
 #undef VERSION
 #include "sharedarea.h"
@@ -36,7 +44,7 @@ static const char *const S_backing_names[] = {
 
 /* croak "FNAME: area ID: <formatted cause>" (or "FNAME: <cause>" when id < 0) */
 static void S_die(pTHX_ const char *fname, IV id, const char *fmt, ...)
-    __attribute__noreturn__ __attribute__format__(__printf__, pTHX_3, pTHX_4);
+    __attribute__noreturn__ __attribute__format__(__printf__, pTHX_3, pTHX_4) SA_COLD;
 
 static void
 S_die(pTHX_ const char *fname, IV id, const char *fmt, ...)
@@ -70,7 +78,7 @@ S_core_detail(void)
 
 /* A C call failed with STATUS: croak "FNAME: <detail from the core>". */
 static void S_croak_core(pTHX_ const char *fname, IV id, int64_t status)
-    __attribute__noreturn__;
+    __attribute__noreturn__ SA_COLD;
 
 static void
 S_croak_core(pTHX_ const char *fname, IV id, int64_t status)
@@ -81,12 +89,20 @@ S_croak_core(pTHX_ const char *fname, IV id, int64_t status)
     S_die(aTHX_ fname, id, "%s", sharedarea_strerror((int32_t)status));
 }
 
-/* items must be in [min, max]; otherwise croak "Usage: USAGE". */
+static void S_croak_usage(pTHX_ const char *usage) __attribute__noreturn__ SA_COLD;
+
 static void
+S_croak_usage(pTHX_ const char *usage)
+{
+    Perl_croak(aTHX_ "Usage: %s", usage);
+}
+
+/* items must be in [min, max]; otherwise croak "Usage: USAGE". */
+PERL_STATIC_INLINE void
 S_check_items(pTHX_ I32 items, I32 min, I32 max, const char *usage)
 {
-    if (items < min || items > max)
-        Perl_croak(aTHX_ "Usage: %s", usage);
+    if (UNLIKELY(items < min || items > max))
+        S_croak_usage(aTHX_ usage);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -274,7 +290,7 @@ S_show(pTHX_ SV *sv, arg_status st)
 /* croak for argument WHAT (e.g. "position") of FNAME that failed with ST. */
 static void S_croak_arg(pTHX_ const char *fname, IV id, const char *what,
                         SV *sv, arg_status st, const char *too_big)
-    __attribute__noreturn__;
+    __attribute__noreturn__ SA_COLD;
 
 static void
 S_croak_arg(pTHX_ const char *fname, IV id, const char *what, SV *sv,
@@ -306,11 +322,6 @@ S_croak_arg(pTHX_ const char *fname, IV id, const char *what, SV *sv,
  * classification, get-magic and croaking.  The inline test only takes values
  * the slow path would accept with the same result, so both give the same
  * answers; the split only keeps the cold code out of the callers. */
-#if defined(__GNUC__) || defined(__clang__)
-#  define SA_COLD __attribute__((cold, noinline))
-#else
-#  define SA_COLD
-#endif
 
 /* A plain integer: IOK with no string, float, reference or get-magic (a
  * literal constant is IOK|pIOK|READONLY|PROTECT: plain). */
@@ -549,7 +560,11 @@ S_write(pTHX_ const char *fname, SV *id_sv, SV *pos_sv, SV *data)
 /* Integers: width is 8, 16, 32 or 64                                       */
 /* ------------------------------------------------------------------------ */
 
-static IV
+/* These run on every readN/writeN/incN/decN call: inline, so an XSUB is one
+ * function from its argument checks to the core call (failures leave through
+ * the cold croak helpers). */
+
+PERL_STATIC_INLINE IV
 S_read_int(pTHX_ const char *fname, int width, int32_t id, SV *pos_sv)
 {
     uint64_t pos = S_arg_u64(aTHX_ fname, id, "position", pos_sv);
@@ -566,7 +581,7 @@ S_read_int(pTHX_ const char *fname, int width, int32_t id, SV *pos_sv)
     return v;
 }
 
-static void
+PERL_STATIC_INLINE void
 S_write_int(pTHX_ const char *fname, int width, int32_t id, SV *pos_sv, SV *val_sv)
 {
     uint64_t pos = S_arg_u64(aTHX_ fname, id, "position", pos_sv);
@@ -583,7 +598,7 @@ S_write_int(pTHX_ const char *fname, int width, int32_t id, SV *pos_sv, SV *val_
 }
 
 /* inc (dec == 0) or dec: the new value; amount_sv NULL means 1. */
-static IV
+PERL_STATIC_INLINE IV
 S_add_int(pTHX_ const char *fname, int width, int dec, int32_t id,
           SV *pos_sv, SV *amount_sv)
 {
