@@ -482,22 +482,42 @@ S_extent(pTHX_ const char *fname, int32_t id, uint64_t pos, uint64_t len)
     return n;
 }
 
-/* read(id, pos[, len]): a new mortal byte string. */
+/* Results up to this many bytes are built in the calling op's TARG, the
+ * pad temporary perl gives every call site for its result: no new SV and no
+ * malloc per call.  Perl copies a TARG wherever a value is kept (assignment,
+ * push, map, sort, foreach and @_ aliases, references, sub returns), as it
+ * does for its own ops' results, so the caller cannot tell the difference.
+ * Longer results get a new mortal, whose buffer an assignment takes over
+ * without a copy, and no call site keeps a large buffer alive. */
+#define READ_TARG_MAX 4096
+
+/* read(id, pos[, len]): a byte string, in TARG when it is small. */
 static SV *
-S_read(pTHX_ const char *fname, SV *id_sv, SV *pos_sv, SV *len_sv)
+S_read(pTHX_ const char *fname, SV *targ, SV *id_sv, SV *pos_sv, SV *len_sv)
 {
     int32_t id = S_arg_id(aTHX_ fname, id_sv);
     uint64_t pos = S_arg_u64(aTHX_ fname, id, "position", pos_sv);
     uint64_t len = len_sv ? S_arg_u64(aTHX_ fname, id, "length", len_sv) : 0;
-    /* the range is checked before anything is allocated */
-    uint64_t n = S_extent(aTHX_ fname, id, pos, len);
-    SV *out = sv_2mortal(newSV((STRLEN)n + 1));
-    int64_t got = sharedarea_read(id, pos, SvPVX(out), n);
+    /* The range is checked before anything large is allocated.  A small
+     * explicit length is the byte count already: sharedarea_read checks that
+     * range itself and words a failure as sharedarea_extent would. */
+    uint64_t n = len && len <= READ_TARG_MAX ? len : S_extent(aTHX_ fname, id, pos, len);
+    SV *out = n <= READ_TARG_MAX ? targ : sv_newmortal();
+    char *pv;
+    int64_t got;
+
+    /* a private buffer: one shared copy-on-write with an earlier result
+     * stays with that result */
+    SV_CHECK_THINKFIRST_COW_DROP(out);
+    SvUPGRADE(out, SVt_PV);
+    pv = SvGROW(out, (STRLEN)n + 1);
+    got = sharedarea_read(id, pos, pv, n);
     if (got < 0)
         S_croak_core(aTHX_ fname, id, got);
     SvCUR_set(out, (STRLEN)got);
-    SvPVX(out)[got] = '\0';
-    SvPOK_only(out);
+    pv[got] = '\0';
+    SvPOK_only(out);        /* a byte string: no UTF8, no stale number */
+    SvSETMAGIC(out);
     return out;
 }
 
@@ -934,8 +954,11 @@ void
 sharedarea_read(...)
   CODE:
     S_check_items(aTHX_ items, 2, 3, "uwsgi::sharedarea_read(id, pos[, len])");
-    ST(0) = S_read(aTHX_ "sharedarea_read", ST(0), ST(1), OPT_ARG(2));
-    XSRETURN(1);
+    {
+        dXSTARG;
+        ST(0) = S_read(aTHX_ "sharedarea_read", TARG, ST(0), ST(1), OPT_ARG(2));
+        XSRETURN(1);
+    }
 
 void
 sharedarea_readfast(...)
