@@ -6,9 +6,14 @@
 # ...) to even out drift; medians are printed side by side with the ratio.
 #
 #   perl -Mblib bench/ws-bench.pl [--size BYTES] [--seconds S] [--reps N]
-#                                 [--socket unix|tcp|both] [--min-ratio R]
+#                                 [--socket unix|tcp|both] [--pin none|same|spread]
+#                                 [--min-ratio R]
 #
-# --min-ratio makes the exit status 1 when a ratio is below R (for CI).
+# --pin places the writer and the reader on one CPU (same) or on CPUs 0 and 1
+# (spread) with taskset; on a unix socket the placement changes syswrite's
+# speed a lot (the reader running between the kernel's chunks or beside
+# them), so compare like with like. --min-ratio makes the exit status 1 when
+# a ratio is below R (for CI).
 use strict;
 use warnings;
 use FindBin;
@@ -22,9 +27,11 @@ use Socket qw(AF_UNIX SOCK_STREAM PF_UNSPEC);
 use Time::HiRes qw(time);
 use SharedArea;
 
-my %o = (size => 1 << 20, seconds => 1, reps => 5, socket => 'both', 'min-ratio' => 0);
-GetOptions(\%o, 'size=i', 'seconds=f', 'reps=i', 'socket=s', 'min-ratio=f')
-    or die "usage: $0 [--size BYTES] [--seconds S] [--reps N] [--socket unix|tcp|both] [--min-ratio R]\n";
+my %o = (size => 1 << 20, seconds => 1, reps => 5, socket => 'both', pin => 'none', 'min-ratio' => 0);
+GetOptions(\%o, 'size=i', 'seconds=f', 'reps=i', 'socket=s', 'pin=s', 'min-ratio=f')
+    or die "usage: $0 [--size BYTES] [--seconds S] [--reps N] [--socket unix|tcp|both]"
+        . " [--pin none|same|spread] [--min-ratio R]\n";
+die "--pin must be none, same or spread\n" unless $o{pin} =~ /^(?:none|same|spread)$/;
 die "--size must be at least 1\n" if $o{size} < 1;
 die "--socket must be unix, tcp or both\n" unless $o{socket} =~ /^(?:unix|tcp|both)$/;
 
@@ -71,7 +78,15 @@ sub start_reader {
         _exit(0);
     }
     close $r;
+    pin($$, 0) if $o{pin} ne 'none';
+    pin($pid, $o{pin} eq 'same' ? 0 : 1) if $o{pin} ne 'none';
     return $pid;
+}
+
+sub pin {
+    my ($pid, $cpu) = @_;
+    system("taskset -pc $cpu $pid >/dev/null") == 0 or die "taskset -pc $cpu $pid failed (is util-linux installed?)\n";
+    return;
 }
 
 sub syswrite_all {
@@ -98,8 +113,8 @@ sub median { my @s = sort { $a <=> $b } @_; return $s[ $#s / 2 ] }
 
 my @kinds = $o{socket} eq 'both' ? qw(unix tcp) : ($o{socket});
 my $mib = 1024 * 1024;
-printf "ws-bench: %d-byte binary frames to a local reader that discards them; median of %d runs of %.1f s each\n",
-    $o{size}, $o{reps}, $o{seconds};
+printf "ws-bench: %d-byte binary frames to a local reader that discards them; median of %d runs of %.1f s each;"
+    . " CPU placement: %s\n", $o{size}, $o{reps}, $o{seconds}, $o{pin};
 printf "%-6s %30s %30s %18s %8s\n", 'socket', 'send_binary_from_sharedarea', 'syswrite of a Perl string', '_ws_send_from_area', 'ratio';
 my $fail = 0;
 for my $kind (@kinds) {
