@@ -1,0 +1,119 @@
+# The small functions (readN/writeN/incN/decN, read, write) are called
+# without perl's generic entersub work when nothing unusual is going on (see
+# "Direct calls" in perl/SharedArea.xs).  Every way of calling must behave as
+# a plain sub call: results in every context, argument lists, croaks naming
+# the caller's line, nested calls, and a redefined, localised or undefined
+# name, &-calls, code references and the debugger reach what perl would call.
+use strict;
+use warnings;
+use Test::More;
+use B::Deparse;
+
+BEGIN { delete $ENV{UWSGI_SHAREDAREA} }
+use SharedArea;
+
+alarm 60;
+
+my $id = SharedArea::init('1');
+uwsgi::sharedarea_write64($id, 8, 0x1234);
+
+# call sites compiled before any redefinition below
+sub r64      { uwsgi::sharedarea_read64($_[0], $_[1]) }
+sub r64_args { uwsgi::sharedarea_read64(@_) }
+sub r_bytes  { uwsgi::sharedarea_read($_[0], $_[1], $_[2]) }
+sub d8       { uwsgi::sharedarea_dec8($_[0], $_[1]) }
+
+# --- results and contexts ------------------------------------------------------
+is(r64($id, 8), 0x1234, 'scalar result');
+is_deeply([ uwsgi::sharedarea_read64($id, 8) ], [0x1234], 'list context: one value');
+is(scalar(my @l = uwsgi::sharedarea_inc64($id, 8)), 1, '... from incN too');
+uwsgi::sharedarea_dec64($id, 8);
+is(r64($id, 8), 0x1234, 'void context call did its work');
+is(uwsgi::sharedarea_write64($id, 16, 7), 1, 'writeN returns 1');
+is(uwsgi::sharedarea_write($id, 24, 'ab'), 1, 'write returns 1');
+is(r_bytes($id, 24, 2), 'ab', 'read returns the bytes');
+uwsgi::sharedarea_write64($id, 16, uwsgi::sharedarea_read64($id, 8) + 1);
+is(uwsgi::sharedarea_read64($id, 16), 0x1235, 'a call in the arguments of another');
+is(join(',', map { uwsgi::sharedarea_read8($id, $_) } 8, 9), '52,18', 'in map');
+is_deeply([ sort { $a <=> $b } uwsgi::sharedarea_read8($id, 9), uwsgi::sharedarea_read8($id, 8) ],
+          [ 18, 52 ], 'in sort');
+my $t = uwsgi::sharedarea_read16($id, 8) ? 'true' : 'false';
+is($t, 'true', 'in a condition');
+
+# --- argument lists ------------------------------------------------------------
+my @a = ($id, 8);
+is(r64_args(@a), 0x1234, 'arguments from an array');
+is(uwsgi::sharedarea_read64(@a[0, 1]), 0x1234, 'from a slice');
+for my $bad ([$id], [ $id, 8, 1 ], []) {
+    my $ok = eval { r64_args(@$bad); 1 };
+    like($@, qr/^Usage: uwsgi::sharedarea_read64\(id, pos\) at \Q$0\E line \d+\.$/,
+         scalar(@$bad) . ' arguments from an array: usage croak');
+}
+{
+    my $fetched = 0;
+    package CountFetch {
+        sub TIESCALAR { my ($c, $v, $n) = @_; bless [ $v, $n ], $c }
+        sub FETCH     { ${ $_[0][1] }++; $_[0][0] }
+    }
+    tie my $pos, 'CountFetch', 8, \$fetched;
+    is(uwsgi::sharedarea_read64($id, $pos), 0x1234, 'a tied position');
+    is($fetched, 1, '... fetched once');
+}
+
+# --- croaks name the caller's line -----------------------------------------------
+eval { uwsgi::sharedarea_read64($id, -1) }; my $line = __LINE__;
+is($@, "sharedarea_read64: area 0: position -1 is negative at $0 line $line.\n", 'argument croak');
+eval { uwsgi::sharedarea_inc32($id, 4094) }; $line = __LINE__;
+like($@, qr/^sharedarea_inc32: area 0: 4 bytes at 4094 run past the end \(\d+ bytes\) at \Q$0\E line $line\.$/,
+     'core croak');
+eval { uwsgi::sharedarea_write(99, 0, 'x') }; $line = __LINE__;
+like($@, qr/^sharedarea_write: .*no such area.* at \Q$0\E line $line\.$/, 'no such area');
+
+# --- other ways of calling ---------------------------------------------------------
+sub amp_current { &uwsgi::sharedarea_read64 }
+is(amp_current($id, 8), 0x1234, '&name; with the current @_');
+is(&uwsgi::sharedarea_read64($id, 8), 0x1234, '&name(...)');
+my $code = \&uwsgi::sharedarea_read64;
+is($code->($id, 8), 0x1234, 'through a code reference');
+is(eval 'uwsgi::sharedarea_read64($id, 8)', 0x1234, 'compiled by a string eval');
+is(SharedArea::sharedarea_read64($id, 8), 0x1234, 'as SharedArea::sharedarea_read64');
+like(B::Deparse->new->coderef2text(\&r64), qr/uwsgi::sharedarea_read64\(\$_\[0\], \$_\[1\]\)/,
+     'B::Deparse sees an ordinary call');
+
+# --- a name given another sub reaches that sub --------------------------------------
+{
+    no warnings 'redefine';
+    local *uwsgi::sharedarea_read64 = sub { "mock(@_)" };
+    is(r64($id, 8), "mock($id 8)", 'local *name = sub {...}: the mock is called');
+    is(r64_args($id, 8), "mock($id 8)", '... also with arguments from an array');
+}
+is(r64($id, 8), 0x1234, 'after the local: the function again');
+{
+    no warnings 'redefine';
+    *uwsgi::sharedarea_read64 = sub { 'replaced' };
+    is(r64($id, 8), 'replaced', 'glob assigned a perl sub: it is called');
+    *uwsgi::sharedarea_read64 = \&SharedArea::sharedarea_read8;
+    is(r64($id, 8), 0x34, 'glob assigned another XS function: that one is called');
+    *uwsgi::sharedarea_read64 = \&SharedArea::sharedarea_read64;
+    is(r64($id, 8), 0x1234, 'and back');
+}
+
+# --- the debugger sees every call -----------------------------------------------------
+{
+    my @inc = map { "-I$_" } grep { !ref } @INC;
+    my $prog = 'use SharedArea "1"; uwsgi::sharedarea_read64(0, 0) for 1 .. 3; '
+             . 'uwsgi::sharedarea_write(0, 0, "x") for 1 .. 2; '
+             . 'print join(",", map { $DB::calls{"SharedArea::$_"} // 0 } '
+             . 'qw(sharedarea_read64 sharedarea_write)), "\n"';
+    local $ENV{PERLDB_OPTS} = '';
+    my $out = `$^X @inc -It/lib -d:SharedAreaCalls -e '$prog' 2>&1`;
+    is($out, "3,2\n", 'under perl -d every call goes through DB::sub');
+}
+
+# --- undefined: perl's own error ----------------------------------------------------------
+undef &SharedArea::sharedarea_dec8;
+eval { d8($id, 8) }; $line = __LINE__;
+like($@, qr/^Undefined subroutine &SharedArea::sharedarea_dec8 called at \Q$0\E line \d+\.$/,
+     'an undefined function: perl\'s "Undefined subroutine"');
+
+done_testing();
