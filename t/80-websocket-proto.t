@@ -381,6 +381,28 @@ for my $case (
     waitpid $pid, 0;
 }
 {
+    # a client that answers the close but keeps its socket open, after
+    # sending a big frame first: the frame is skipped, the close ends it
+    my ($c, $env) = session('sharedarea.websocket.options' => { linger => 5 });
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        alarm 30;
+        syswrite $c, client_frame(2, 'd' x 300000);
+        my $buf = '';
+        while (sysread($c, $buf, 4096, length $buf)) {
+            last if $buf =~ /\x88\x02/;
+        }
+        syswrite $c, client_frame(8, pack 'n', 1000);
+        sleep 10;
+        _exit(0);
+    }
+    my $t0 = time;
+    SharedArea::WebSocket::_end_session($env->{'sharedarea.websocket'}, 0);
+    ok(time - $t0 < 2, "the peer's close frame ends the session at once, even while its socket stays open");
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
+}
+{
     my ($c, $env) = session('sharedarea.websocket.options' => { linger => 0 });
     SharedArea::WebSocket::_end_session($env->{'sharedarea.websocket'}, 1);
     is(unpack('H*', pending($c)), '880203f3', 'after an app error: close 1011');

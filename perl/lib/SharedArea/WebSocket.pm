@@ -187,17 +187,18 @@ sub websocket_handshake {
 
     my $opt = $env->{+OPTIONS} || {};
     my $ws = {
-        io          => $io,
-        fd          => $fd,
-        rbuf        => '',                                 # bytes read, not yet parsed
-        need        => 2,                                  # bytes the next parse step waits for
-        frag        => undef,                              # the fragmented message so far
-        frag_op     => 0,
-        max_message => defined $opt->{max_message} ? $opt->{max_message} : $MAX_MESSAGE,
-        linger      => defined $opt->{linger} ? $opt->{linger} : $LINGER,
-        close_sent  => 0,
-        closed      => undef,                              # why no more frames can flow
-        broken      => 0,                                  # the socket itself failed
+        io             => $io,
+        fd             => $fd,
+        rbuf           => '',       # bytes read, not yet parsed
+        need           => 2,        # bytes the next parse step waits for
+        frag           => undef,    # the fragmented message so far
+        frag_op        => 0,
+        max_message    => defined $opt->{max_message} ? $opt->{max_message} : $MAX_MESSAGE,
+        linger         => defined $opt->{linger} ? $opt->{linger} : $LINGER,
+        close_sent     => 0,
+        close_received => 0,
+        closed         => undef,    # why no more frames can flow
+        broken         => 0,        # the socket itself failed
     };
     $env->{+SESSION} = $ws;    # from here on, the server must not answer this request itself
 
@@ -612,6 +613,7 @@ sub _next_message {
                 $code = 1002;
             }
             _send_close($ws, $code);
+            $ws->{close_received} = 1;
             $ws->{closed} = PEER_CLOSED;
             Carp::croak("$F: " . PEER_CLOSED);
         }
@@ -649,34 +651,72 @@ sub _unmask {
 # ---------------------------------------------------------------------------
 # The end of a session (called by the middleware when the app is done)
 
-# Sends a close frame if none was exchanged, shuts the socket down, waits (at
-# most `linger` seconds) for the peer to close its side, then closes the
-# socket by putting /dev/null on its descriptor: the server's descriptor stays
-# valid (no double close, no reuse of the number by another connection) but
-# nothing it writes can reach the client any more, and its reads see the end.
+# Sends a close frame if none was exchanged, shuts our side down, waits (at
+# most `linger` seconds) for the peer's close frame or end of stream, then
+# closes the socket by putting /dev/null on its descriptor: the server's
+# descriptor stays valid (no double close, no reuse of the number by another
+# connection) but nothing it writes can reach the client any more, and its
+# reads see the end. Waiting for the peer's close keeps frames it was still
+# sending from turning into a reset that could destroy our last frames.
 sub _end_session {
     my ($ws, $app_failed) = @_;
     return if $ws->{ended}++;
-    my $deadline = Time::HiRes::time() + $ws->{linger};
     if (!$ws->{broken}) {
+        my $deadline = Time::HiRes::time() + $ws->{linger};
         _send_close($ws, $app_failed ? 1011 : 1000, $ws->{linger} > 0 ? $ws->{linger} : 0.2)
             unless $ws->{close_sent};
         shutdown($ws->{io}, SHUT_WR);
-        my $sink = '';
-        while ((my $left = $deadline - Time::HiRes::time()) > 0) {
-            my @p = ($ws->{fd}, POLLIN);
-            my $r = IO::Poll::_poll(int($left * 1000) + 1, @p);
-            next if $r < 0 && $! == EINTR;
-            last if $r <= 0;
-            my $n = sysread($ws->{io}, $sink, 65536);
-            next if !defined $n && ($! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR);
-            last unless $n;    # end of stream or error
-        }
+        _await_peer_close($ws, $deadline) unless $ws->{close_received};
     }
     $ws->{closed} = 'the WebSocket session has ended' unless defined $ws->{closed};
     $ws->{broken} = 1;
     _neutralize_fd($ws);
     return;
+}
+
+# Reads and discards frames until the peer's close frame, the end of the
+# stream, an error or the deadline. Payloads are skipped, never kept.
+sub _await_peer_close {
+    my ($ws, $deadline) = @_;
+    my $skip = 0;
+    while (1) {
+        while (1) {    # consume what is buffered
+            if ($skip) {
+                my $n = $skip < length $ws->{rbuf} ? $skip : length $ws->{rbuf};
+                substr($ws->{rbuf}, 0, $n, '');
+                $skip -= $n;
+                last if $skip;
+            }
+            my $have = length $ws->{rbuf};
+            last if $have < 2;
+            my ($b0, $b1) = unpack 'CC', $ws->{rbuf};
+            return 1 if ($b0 & 0x0f) == 0x8;
+            my $len = $b1 & 0x7f;
+            my $hlen = 2 + (($b1 & 0x80) ? 4 : 0);
+            if ($len == 126) {
+                $hlen += 2;
+                last if $have < 4;
+                $len = unpack 'n', substr($ws->{rbuf}, 2, 2);
+            } elsif ($len == 127) {
+                $hlen += 8;
+                last if $have < 10;
+                my ($hi, $lo) = unpack 'NN', substr($ws->{rbuf}, 2, 8);
+                $len = $hi * 4294967296 + $lo;
+            }
+            last if $have < $hlen;
+            substr($ws->{rbuf}, 0, $hlen, '');
+            $skip = $len;
+        }
+        my $left = $deadline - Time::HiRes::time();
+        return 0 if $left <= 0;
+        my @p = ($ws->{fd}, POLLIN);
+        my $r = IO::Poll::_poll(int($left * 1000) + 1, @p);
+        next if $r < 0 && $! == EINTR;
+        return 0 if $r <= 0;
+        my $n = sysread($ws->{io}, $ws->{rbuf}, 65536, length $ws->{rbuf});
+        next if !defined $n && ($! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR);
+        return 0 unless $n;    # end of stream or error
+    }
 }
 
 sub _neutralize_fd {
