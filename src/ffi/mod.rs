@@ -68,24 +68,33 @@ impl Ret for i64 {
 }
 
 /// Runs an exported function's body: errors become statuses, panics too.
+#[inline(always)]
 pub(crate) fn boundary<R: Ret>(function: &'static str, f: impl FnOnce() -> Result<R>) -> R {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
-            set_last_error(function, &e);
-            R::from_status(e.status)
-        }
-        Err(_) => {
-            set_last_error(
-                function,
-                &Error::new(
-                    Status::Panic,
-                    "internal error (a panic was caught); please report it",
-                ),
-            );
-            R::from_status(Status::Panic)
-        }
+        Ok(Err(e)) => failed(function, e),
+        Err(_) => panicked(function),
     }
+}
+
+#[cold]
+#[inline(never)]
+fn failed<R: Ret>(function: &'static str, e: Error) -> R {
+    set_last_error(function, &e);
+    R::from_status(e.status)
+}
+
+#[cold]
+#[inline(never)]
+fn panicked<R: Ret>(function: &'static str) -> R {
+    set_last_error(
+        function,
+        &Error::new(
+            Status::Panic,
+            "internal error (a panic was caught); please report it",
+        ),
+    );
+    R::from_status(Status::Panic)
 }
 
 /// Records a note (e.g. a recovery) for `sharedarea_last_error` on success.
