@@ -103,6 +103,30 @@ Frames sent are final (FIN), unmasked server frames: opcode 1 (text) or 2
 (binary), with 7-, 16- or 64-bit lengths. Messages received are returned as
 byte strings, text messages as their UTF-8 bytes (as uWSGI does).
 
+A client must wait for the 101 before it sends frames (RFC 6455, 4.1): bytes
+sent earlier may sit in the server's own read buffer, where they are not
+seen.
+
+=head1 VARIABLES
+
+=over 4
+
+=item C<$SharedArea::WebSocket::ENV>
+
+The PSGI env of the request being served; set (with C<local>) by the
+middleware. Code that calls the app itself can set it the same way.
+
+=item C<$SharedArea::WebSocket::MAX_MESSAGE> (16 MiB), C<$SharedArea::WebSocket::LINGER> (2 s)
+
+The defaults of the middleware's C<max_message> and C<linger> options.
+
+=item C<$SharedArea::WebSocket::CONTROL_TIMEOUT> (10 s)
+
+How long writing the 101, a pong or a close frame may wait for a full socket
+before the connection is given up.
+
+=back
+
 =head1 FUNCTIONS
 
 =head2 uwsgi::websocket_handshake([$key[, $origin[, $proto]]])
