@@ -52,7 +52,7 @@
 //! lock its parent held.
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::control::{Control, RESERVED, SLOTS};
@@ -425,10 +425,11 @@ struct Hold {
     depth: u32,
 }
 
-/// Explicit holds (rlock/wlock levels' records) by all threads of this process.
-/// While it is 0, `held` answers without touching thread-locals (from a shared
-/// object, a thread-local access is a call to `__tls_get_addr`).
-static PROCESS_HOLDS: AtomicU32 = AtomicU32::new(0);
+/// Set once any thread of this process has taken an explicit lock (rlock/wlock),
+/// and never cleared: until then `held` answers without touching thread-locals
+/// (from a shared object a thread-local access is a call to `__tls_get_addr`),
+/// and afterwards rlock/unlock pay no extra atomic read-modify-write for it.
+static EXPLICIT_LOCKS_USED: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     static HOLD_COUNT: Cell<u32> = const { Cell::new(0) };
@@ -438,7 +439,7 @@ thread_local! {
 /// How this thread holds `area`'s lock.
 #[inline]
 pub fn held(area: i32) -> Held {
-    if PROCESS_HOLDS.load(Ordering::Relaxed) == 0 {
+    if !EXPLICIT_LOCKS_USED.load(Ordering::Relaxed) {
         return Held::None;
     }
     held_by_this_thread(area)
@@ -473,7 +474,9 @@ pub fn push_hold(area: i32, write: bool) {
                     depth: 1,
                 });
                 HOLD_COUNT.with(|c| c.set(c.get() + 1));
-                PROCESS_HOLDS.fetch_add(1, Ordering::Relaxed);
+                if !EXPLICIT_LOCKS_USED.load(Ordering::Relaxed) {
+                    EXPLICIT_LOCKS_USED.store(true, Ordering::Relaxed);
+                }
             }
         }
     });
@@ -503,7 +506,6 @@ pub fn pop_hold(area: i32) -> Popped {
         }
         let write = h.remove(i).write;
         HOLD_COUNT.with(|c| c.set(c.get() - 1));
-        PROCESS_HOLDS.fetch_sub(1, Ordering::Relaxed);
         Popped::Last { write }
     })
 }
@@ -511,7 +513,6 @@ pub fn pop_hold(area: i32) -> Popped {
 /// Forgets every hold of this thread (in a forked child: the parent's holds are
 /// the parent's).
 pub fn forget_holds() {
-    PROCESS_HOLDS.store(0, Ordering::Relaxed);
     HOLD_COUNT.with(|c| c.set(0));
     HOLDS.with(|h| {
         if let Ok(mut h) = h.try_borrow_mut() {
