@@ -793,8 +793,9 @@ sub _producer_rate {
 
 sub _suite_stall {
     my ($kind, $port, $pid) = @_;
-    my $baseline = _producer_rate($AREA0_SPEC);
-    ok($baseline > 1000, "$kind stall: idle baseline $baseline writes of 4 KiB in 1 s");
+    # Rates are CPU-bound and other tests may run beside this one: take
+    # several samples, compare the best while stuck with the idle median.
+    my @idle = map { _producer_rate($AREA0_SPEC) } 1 .. 2;
 
     my ($c, $spid) = _echo_session($port, '/stall');
     is($spid, $pid, "$kind /stall: served by the worker");
@@ -811,8 +812,7 @@ sub _suite_stall {
     uwsgi::sharedarea_wlock(0);
     uwsgi::sharedarea_unlock(0);
     ok(time - $t0 < 0.5, "$kind /stall: the write lock is free while the server is stuck");
-    my $during = _producer_rate($AREA0_SPEC);
-    ok($during >= 0.5 * $baseline, "$kind /stall: the producer keeps its speed: $during vs $baseline idle writes/s");
+    my @during = map { _producer_rate($AREA0_SPEC) } 1 .. 3;
     is(uwsgi::sharedarea_read64(0, STALL_COUNTER), $last, "$kind /stall: the server was stuck all along");
     close $c->{sock};
     my ($st, $body);
@@ -823,6 +823,12 @@ sub _suite_stall {
     }
     is($st, 200, "$kind /stall: the stalled client left; the worker serves again");
     is($body, "ok $pid", "$kind /stall: the same worker");
+    push @idle, _producer_rate($AREA0_SPEC);
+    my $baseline = (sort { $a <=> $b } @idle)[1];
+    my $best = (sort { $b <=> $a } @during)[0];
+    ok($baseline > 1000, "$kind stall: idle producer: @idle writes of 4 KiB in 1 s (median $baseline)");
+    ok($best >= 0.5 * $baseline,
+        "$kind /stall: the producer keeps its speed while the server is stuck: best $best (of @during) vs $baseline idle");
     return;
 }
 
