@@ -286,4 +286,58 @@ mod tests {
             );
         }
     }
+
+    /// Garbage in: never a panic, and every error names the spec.
+    #[test]
+    fn random_garbage_never_panics() {
+        let pieces = [
+            "pages",
+            "size",
+            "file",
+            "fd",
+            "offset",
+            "name",
+            "ptr",
+            "=",
+            ",",
+            "\\",
+            "\\,",
+            "0",
+            "1",
+            "4096",
+            "0x",
+            "0x1000",
+            "k",
+            "M",
+            "G",
+            "-",
+            " ",
+            "99999999999999999999",
+            "/tmp/x",
+            "\u{e9}",
+            "\u{263a}",
+            "",
+            "abc",
+            "\0",
+        ];
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..50_000 {
+            let mut text = String::new();
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            for k in 0..(seed % 8) {
+                let i = ((seed >> (8 * (k % 8))) as usize) % pieces.len();
+                text.push_str(pieces[i]);
+            }
+            if let Err(e) = Spec::parse(&text) {
+                assert_eq!(e.status, Status::InvalidSpec, "{text:?}");
+                assert!(
+                    e.detail.contains(&format!("\"{text}\"")),
+                    "{text:?}: {}",
+                    e.detail
+                );
+            }
+        }
+    }
 }
