@@ -390,7 +390,7 @@ pub fn named(name: &str, size: Option<u64>) -> Result<Mapping> {
         return Err(not_an_area(
             name,
             format_args!(
-                "{shm_name} is too small to be an area ({} bytes)",
+                "{shm_name} is too small to be an area ({} bytes); if it is a leftover, remove /dev/shm{shm_name}",
                 meta.len()
             ),
         ));
@@ -410,7 +410,7 @@ pub fn named(name: &str, size: Option<u64>) -> Result<Mapping> {
     if id.magic.load(Ordering::Acquire) != MAGIC {
         return Err(not_an_area(
             name,
-            format_args!("{shm_name} is not a sharedarea (bad magic)"),
+            format_args!("{shm_name} is not a sharedarea (bad magic); if it is a leftover, remove /dev/shm{shm_name}"),
         ));
     }
     let version = id.version.load(Ordering::Relaxed);
