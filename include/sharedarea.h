@@ -205,18 +205,41 @@ int32_t sharedarea_unlock(int32_t id);
 
 // Sends one final, unmasked frame (opcode 1 text, 2 binary, 8/9/10 control)
 // carrying `len` bytes at `buf` on socket `fd`. Returns `len` or < 0
-// (PEER_CLOSED when the peer is gone).
+// (PEER_CLOSED when the peer is gone). A send that has to wait for the socket
+// returns SHAREDAREA_E_INTERRUPTED when a signal handler runs meanwhile: the
+// frame's unsent rest is kept (a copy: `buf` is free again) and leaves,
+// whole and in order, with `sharedarea_ws_flush(fd)`. While `fd` has such
+// pending bytes a new send on it is refused (INVALID_ARGUMENT, nothing sent).
 int64_t sharedarea_ws_send(int32_t fd, uint8_t opcode, const void *buf, uint64_t len);
 
 // Sends one frame carrying the area's bytes at `pos` (`len` 0: to the end, or to
 // `used` when honoured) on socket `fd`, from shared memory without a user-space
 // copy in the common case; a slow client never holds the area's lock. Returns the
-// payload length or < 0.
+// payload length or < 0. Interrupted by a signal while waiting for the socket
+// (never while holding the lock), it returns SHAREDAREA_E_INTERRUPTED with the
+// frame's unsent rest kept, exactly as `sharedarea_ws_send` does.
 int64_t sharedarea_ws_send_from_area(int32_t fd,
                                      uint8_t opcode,
                                      int32_t id,
                                      uint64_t pos,
                                      uint64_t len);
+
+// Sends the rest of the frame that a signal interrupted on socket `fd` (see
+// `sharedarea_ws_send`), waiting for the socket. Returns that frame's payload
+// length once all of it has left (what the interrupted send would have
+// returned), or 0 when nothing was pending. SHAREDAREA_E_INTERRUPTED again
+// when another signal handler runs (call it again: the stall limit of 60 s
+// without progress counts across the calls); PEER_CLOSED, TIMED_OUT or IO on
+// failure, which drops the pending bytes. Call it after running your signal
+// handlers, until it returns >= 0.
+int64_t sharedarea_ws_flush(int32_t fd);
+
+// Drops the unsent rest of an interrupted frame on socket `fd`, for a
+// connection that is ending (a partly sent frame cannot be followed by any
+// other). Call it, too, before using a new connection that may have got the
+// number of an old one. Returns the number of bytes dropped (0 when none),
+// or < 0 (INVALID_ARGUMENT for a negative fd).
+int64_t sharedarea_ws_forget(int32_t fd);
 
 #ifdef __cplusplus
 }  // extern "C"

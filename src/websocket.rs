@@ -6,11 +6,51 @@
 //! copy) on a non-blocking call (`MSG_DONTWAIT`) while holding the read lock. If
 //! the kernel takes everything (the common case) that is all. If it takes part,
 //! only the rest is copied into a private buffer, the lock is dropped, and the
-//! rest is sent from the copy, waiting for the socket as long as it takes (up to
-//! `STALL_LIMIT` without progress). So the lock is held for one system call, never
-//! across a client's slowness, and a producer's write never waits on a socket.
+//! rest is sent from the copy, waiting for the socket (`poll`) as long as the
+//! client takes something at least every `STALL_LIMIT`. So the lock is held for
+//! one system call, never across a client's slowness, and a producer's write
+//! never waits on a socket. A send from a buffer works the same way, minus the
+//! lock (and minus the copy, unless it is interrupted).
+//!
+//! # Signals: interrupted sends and their pending bytes
+//!
+//! The waiting phase (after the first `sendmsg`, never under the lock) gives up
+//! at the first `EINTR` — a signal handler ran — so that the caller can run its
+//! own handlers (Perl's `%SIG` run only between ops: a send that retried `EINTR`
+//! kept Starman's graceful stop waiting for up to a minute behind a stalled
+//! client). What is still unsent is not lost: it is kept in a process-wide
+//! table of pending bytes, keyed by the socket's fd, and the send returns
+//! `Interrupted`. The frame is committed: its bytes leave in order, whole, by
+//! [`flush`] (call it until it stops returning `Interrupted`), or are dropped
+//! by [`forget`] when the connection is ending.
+//!
+//! Rules that keep the stream a sequence of whole frames:
+//! * A socket holds at most one interrupted frame. A new send on an fd that
+//!   still has pending bytes is refused (`InvalidArgument`, nothing sent):
+//!   flush first. Refusing rather than flushing silently also means that a new
+//!   connection that got the number of a dead one (fds are reused) never
+//!   receives the dead one's stale bytes by accident: whoever hands out
+//!   connections forgets the number first (the Perl layer does at handshake
+//!   and at the end of a session).
+//! * A flush that fails (peer closed, stalled, I/O) drops the pending bytes:
+//!   the connection is unusable anyway.
+//! * The stall limit counts from the last progress, across interruptions: a
+//!   client that takes nothing for `STALL_LIMIT` fails the flush even when
+//!   signals keep interrupting it.
+//!
+//! One thread at a time may send on a given socket (as with any stream). The
+//! table is in-process state: a forked child starts with its parent's pending
+//! bytes, and should forget them for connections it does not own.
+//!
+//! A signal that arrives after a handler ran but just before `poll` starts
+//! (a window of microseconds, plus the copy under the lock) is only noticed at
+//! the next signal, progress, or stall: the same limit as any wait on `poll`.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use crate::area::Area;
 use crate::status::{Error, Result, Status};
@@ -40,15 +80,124 @@ pub fn frame_header(opcode: u8, len: u64, out: &mut [u8; 10]) -> usize {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Pending bytes of interrupted frames
+
+/// The unsent end of one interrupted frame.
+struct Pending {
+    /// The frame's bytes not yet sent when it was interrupted (header included
+    /// when part of it was unsent); `bytes[done..]` is what is left.
+    bytes: Vec<u8>,
+    done: usize,
+    /// The frame's payload length: what the interrupted send would have returned.
+    payload: u64,
+    /// When the client last took a byte: the stall limit counts from here.
+    last_progress: Instant,
+}
+
+/// fd -> its interrupted frame. Touched only on the slow paths (an interrupted
+/// send, a flush or forget with something pending); `PENDING_COUNT` lets every
+/// other send skip the mutex.
+static PENDING: Mutex<BTreeMap<i32, Pending>> = Mutex::new(BTreeMap::new());
+/// Entries in `PENDING` (changed only under its mutex).
+static PENDING_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+fn park(fd: i32, p: Pending) {
+    let mut map = PENDING.lock();
+    if map.insert(fd, p).is_none() {
+        PENDING_COUNT.fetch_add(1, Ordering::Release);
+    }
+}
+
+fn take(fd: i32) -> Option<Pending> {
+    if PENDING_COUNT.load(Ordering::Acquire) == 0 {
+        return None;
+    }
+    let mut map = PENDING.lock();
+    let p = map.remove(&fd);
+    if p.is_some() {
+        PENDING_COUNT.fetch_sub(1, Ordering::Release);
+    }
+    p
+}
+
+/// Unsent bytes kept for `fd` (0 when none).
+pub fn pending_len(fd: i32) -> u64 {
+    if PENDING_COUNT.load(Ordering::Acquire) == 0 {
+        return 0;
+    }
+    PENDING
+        .lock()
+        .get(&fd)
+        .map_or(0, |p| (p.bytes.len() - p.done) as u64)
+}
+
+/// Refuses a new frame while an interrupted one is pending on `fd`.
+fn check_nothing_pending(fd: i32) -> Result<()> {
+    match pending_len(fd) {
+        0 => Ok(()),
+        left => Err(Error::new(
+            Status::InvalidArgument,
+            format!(
+                "fd {fd} still has {left} unsent bytes of an interrupted frame: \
+                 call sharedarea_ws_flush first (or sharedarea_ws_forget when the connection is over)"
+            ),
+        )),
+    }
+}
+
+fn interrupted(fd: i32, left: usize, payload: u64) -> Error {
+    let total = frame_header(2, payload, &mut [0; 10]) as u64 + payload;
+    Error::new(
+        Status::Interrupted,
+        format!(
+            "fd {fd}: interrupted by a signal with {left} of the frame's {total} bytes unsent \
+             (kept: sharedarea_ws_flush sends them, sharedarea_ws_forget drops them)"
+        ),
+    )
+}
+
+/// Sends the bytes an interrupted send left on `fd`, waiting for the socket.
+/// Ok(Some(payload length of that frame)) once they are all out, Ok(None) when
+/// nothing was pending. `Interrupted` again on the next signal (the rest stays
+/// pending); any other failure drops them.
+pub fn flush(fd: i32) -> Result<Option<u64>> {
+    let Some(mut p) = take(fd) else {
+        return Ok(None);
+    };
+    let total = p.bytes.len();
+    match drain(fd, &p.bytes, &[], &mut p.done, &mut p.last_progress) {
+        Ok(()) => Ok(Some(p.payload)),
+        Err(Stop::Interrupted) => {
+            let (left, payload) = (total - p.done, p.payload);
+            park(fd, p);
+            Err(interrupted(fd, left, payload))
+        }
+        Err(Stop::Failed(e)) => Err(e),
+    }
+}
+
+/// Drops the bytes an interrupted send left on `fd`; returns how many.
+pub fn forget(fd: i32) -> u64 {
+    take(fd).map_or(0, |p| (p.bytes.len() - p.done) as u64)
+}
+
+// ---------------------------------------------------------------------------
+// System calls
+
+fn peer_closed(fd: i32) -> Error {
+    Error::new(
+        Status::PeerClosed,
+        format!("fd {fd}: the peer closed the connection"),
+    )
+}
+
 fn send_error(fd: i32, err: std::io::Error) -> Error {
     match err.raw_os_error() {
         Some(libc::EPIPE)
         | Some(libc::ECONNRESET)
         | Some(libc::ENOTCONN)
-        | Some(libc::ESHUTDOWN) => Error::new(
-            Status::PeerClosed,
-            format!("fd {fd}: the peer closed the connection"),
-        ),
+        | Some(libc::ESHUTDOWN) => peer_closed(fd),
         Some(libc::ENOTSOCK) => {
             Error::new(Status::InvalidArgument, format!("fd {fd} is not a socket"))
         }
@@ -60,8 +209,22 @@ fn send_error(fd: i32, err: std::io::Error) -> Error {
     }
 }
 
-/// One non-blocking `sendmsg` of up to two pieces. Ok(bytes taken); EAGAIN is Ok(0).
-fn send_pieces(fd: i32, a: &[u8], b: *const u8, b_len: usize) -> Result<usize> {
+/// Why the waiting phase stopped short.
+enum Stop {
+    /// A signal handler ran (EINTR): the caller keeps what is left.
+    Interrupted,
+    Failed(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Stop {
+        Stop::Failed(e)
+    }
+}
+
+/// One non-blocking `sendmsg` of up to two pieces. Ok(Some(bytes taken)),
+/// Ok(None) on EINTR; EAGAIN is Ok(Some(0)).
+fn send_once(fd: i32, a: &[u8], b: *const u8, b_len: usize) -> Result<Option<usize>> {
     let mut iov = [
         libc::iovec {
             iov_base: a.as_ptr() as *mut libc::c_void,
@@ -76,71 +239,102 @@ fn send_pieces(fd: i32, a: &[u8], b: *const u8, b_len: usize) -> Result<usize> {
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = iov.as_mut_ptr();
     msg.msg_iovlen = if b_len == 0 { 1 } else { 2 };
+    // SAFETY: the iovecs point at `a` and at `b_len` readable bytes at `b`
+    // (the caller's contract), both valid for the duration of the call.
+    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    if n >= 0 {
+        return Ok(Some(n as usize));
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EINTR) => Ok(None),
+        Some(libc::EAGAIN) => Ok(Some(0)),
+        _ => Err(send_error(fd, err)),
+    }
+}
+
+/// The first send of a frame (under the area's lock for a send from an area):
+/// non-blocking, retrying EINTR (it never waits, so a retry costs nothing).
+fn send_first(fd: i32, a: &[u8], b: *const u8, b_len: usize) -> Result<usize> {
     loop {
-        // SAFETY: the iovecs point at `a` and at `b_len` readable bytes at `b`
-        // (the caller's contract), both valid for the duration of the call.
-        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let err = std::io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EAGAIN) => return Ok(0),
-            _ => return Err(send_error(fd, err)),
+        if let Some(n) = send_once(fd, a, b, b_len)? {
+            return Ok(n);
         }
     }
 }
 
-/// Sends all of `bytes`, waiting for the socket when it is full.
-fn send_all(fd: i32, mut bytes: &[u8]) -> Result<()> {
-    while !bytes.is_empty() {
-        let n = send_pieces(fd, bytes, std::ptr::null(), 0)?;
-        if n == 0 {
-            wait_writable(fd)?;
+/// The waiting phase: sends `head` then `body` from byte `*done` of the two
+/// together until all are out, waiting for the socket when it is full.
+/// `*done` and `*last_progress` follow the progress, so an interrupted drain
+/// resumes where it stopped with the same stall deadline.
+fn drain(
+    fd: i32,
+    head: &[u8],
+    body: &[u8],
+    done: &mut usize,
+    last_progress: &mut Instant,
+) -> std::result::Result<(), Stop> {
+    let total = head.len() + body.len();
+    while *done < total {
+        let (a, b) = if *done < head.len() {
+            (&head[*done..], body)
+        } else {
+            (&body[*done - head.len()..], &[][..])
+        };
+        match send_once(fd, a, b.as_ptr(), b.len())? {
+            None => return Err(Stop::Interrupted),
+            Some(0) => wait_writable(fd, *last_progress + STALL_LIMIT)?,
+            Some(n) => {
+                *done += n;
+                *last_progress = Instant::now();
+            }
         }
-        bytes = &bytes[n..];
     }
     Ok(())
 }
 
-fn wait_writable(fd: i32) -> Result<()> {
+/// Waits until `fd` takes bytes again, a signal arrives, or `deadline`.
+fn wait_writable(fd: i32, deadline: Instant) -> std::result::Result<(), Stop> {
     let mut pfd = libc::pollfd {
         fd,
         events: libc::POLLOUT,
         revents: 0,
     };
-    let deadline = std::time::Instant::now() + STALL_LIMIT;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) };
-        if r > 0 {
-            if pfd.revents & (libc::POLLERR | libc::POLLHUP) != 0
-                && pfd.revents & libc::POLLOUT == 0
-            {
-                return Err(Error::new(
-                    Status::PeerClosed,
-                    format!("fd {fd}: the peer closed the connection"),
-                ));
-            }
-            return Ok(());
+    let left = deadline.saturating_duration_since(Instant::now());
+    // Round up, so that a wait never ends just before its deadline and spins.
+    let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd.
+    let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if r > 0 {
+        if pfd.revents & (libc::POLLERR | libc::POLLHUP) != 0 && pfd.revents & libc::POLLOUT == 0 {
+            return Err(Stop::Failed(peer_closed(fd)));
         }
-        if r == 0 {
-            return Err(Error::new(
-                Status::TimedOut,
-                format!(
-                    "fd {fd}: the client accepted nothing for {} s",
-                    STALL_LIMIT.as_secs()
-                ),
-            ));
+        if pfd.revents & libc::POLLNVAL != 0 {
+            return Err(Stop::Failed(Error::new(
+                Status::InvalidArgument,
+                format!("fd {fd} is not an open descriptor"),
+            )));
         }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(send_error(fd, err));
-        }
+        return Ok(());
     }
+    if r == 0 {
+        return Err(Stop::Failed(Error::new(
+            Status::TimedOut,
+            format!(
+                "fd {fd}: the client accepted nothing for {} s",
+                STALL_LIMIT.as_secs()
+            ),
+        )));
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EINTR) {
+        return Err(Stop::Interrupted);
+    }
+    Err(Stop::Failed(send_error(fd, err)))
 }
+
+// ---------------------------------------------------------------------------
+// Sends
 
 fn check_opcode(opcode: u8, len: u64) -> Result<()> {
     if !valid_opcode(opcode) {
@@ -158,47 +352,90 @@ fn check_opcode(opcode: u8, len: u64) -> Result<()> {
     Ok(())
 }
 
-/// Sends one frame carrying `payload`.
-pub fn send(fd: i32, opcode: u8, payload: &[u8]) -> Result<u64> {
-    check_opcode(opcode, payload.len() as u64)?;
-    let mut hdr = [0u8; 10];
-    let h = frame_header(opcode, payload.len() as u64, &mut hdr);
-    let sent = send_pieces(fd, &hdr[..h], payload.as_ptr(), payload.len())?;
-    finish(fd, &hdr[..h], payload, sent)?;
-    Ok(payload.len() as u64)
+/// What follows the header in the waiting phase: the caller's payload
+/// (borrowed) or the private copy of an area's rest (owned, so parking it
+/// moves rather than copies).
+enum Body<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Vec<u8>),
 }
 
-/// Sends whatever of (header, payload) the first `sent` bytes did not cover.
-fn finish(fd: i32, hdr: &[u8], payload: &[u8], sent: usize) -> Result<()> {
-    if sent < hdr.len() {
-        send_all(fd, &hdr[sent..])?;
-        send_all(fd, payload)
-    } else {
-        send_all(fd, &payload[sent - hdr.len()..])
+/// The waiting phase of a send whose first `sendmsg` took `sent` bytes of
+/// `head` + `body`. On a signal, parks what is left and returns `Interrupted`.
+fn finish(fd: i32, head: &[u8], body: Body, payload: u64, sent: usize) -> Result<()> {
+    let body_bytes: &[u8] = match &body {
+        Body::Borrowed(s) => s,
+        Body::Owned(v) => v,
+    };
+    let total = head.len() + body_bytes.len();
+    if sent == total {
+        return Ok(());
+    }
+    let mut done = sent;
+    let mut last_progress = Instant::now();
+    match drain(fd, head, body_bytes, &mut done, &mut last_progress) {
+        Ok(()) => Ok(()),
+        Err(Stop::Failed(e)) => Err(e),
+        Err(Stop::Interrupted) => {
+            let (bytes, from) = if done < head.len() {
+                let mut v = Vec::with_capacity(total - done);
+                v.extend_from_slice(&head[done..]);
+                v.extend_from_slice(body_bytes);
+                (v, 0)
+            } else {
+                match body {
+                    Body::Owned(v) => (v, done - head.len()),
+                    Body::Borrowed(s) => (s[done - head.len()..].to_vec(), 0),
+                }
+            };
+            park(
+                fd,
+                Pending {
+                    bytes,
+                    done: from,
+                    payload,
+                    last_progress,
+                },
+            );
+            Err(interrupted(fd, total - done, payload))
+        }
     }
 }
 
+/// Sends one frame carrying `payload`. Returns the payload length, or
+/// `Interrupted` with the frame's rest pending (see the module's notes).
+pub fn send(fd: i32, opcode: u8, payload: &[u8]) -> Result<u64> {
+    check_opcode(opcode, payload.len() as u64)?;
+    check_nothing_pending(fd)?;
+    let mut hdr = [0u8; 10];
+    let h = frame_header(opcode, payload.len() as u64, &mut hdr);
+    let sent = send_first(fd, &hdr[..h], payload.as_ptr(), payload.len())?;
+    let n = payload.len() as u64;
+    finish(fd, &hdr[..h], Body::Borrowed(payload), n, sent)?;
+    Ok(n)
+}
+
 /// Sends one frame carrying the area's bytes at `pos` (`len` 0: to the end, or
-/// to `used` when honoured). Returns the payload length.
+/// to `used` when honoured). Returns the payload length, or `Interrupted`
+/// with the frame's rest pending (see the module's notes).
 pub fn send_from_area(fd: i32, opcode: u8, area: &Area, pos: u64, len: u64) -> Result<u64> {
     let n = area.extent(pos, len)?;
     check_opcode(opcode, n)?;
+    check_nothing_pending(fd)?;
     let mut hdr = [0u8; 10];
     let h = frame_header(opcode, n, &mut hdr);
     // Under the read lock: one non-blocking sendmsg straight from shared memory,
     // and a private copy of whatever the kernel did not take.
     let (sent, rest) = area.with_bytes_locked(pos, n, |p, l| -> Result<(usize, Vec<u8>)> {
-        let sent = send_pieces(fd, &hdr[..h], p, l)?;
+        let sent = send_first(fd, &hdr[..h], p, l)?;
         let from = sent.saturating_sub(h);
         // SAFETY: `p` points at `l` bytes of the area, valid while the lock is held
         // (inside this closure); `from <= l` because sendmsg took at most h + l.
         let rest = unsafe { std::slice::from_raw_parts(p.add(from), l - from) }.to_vec();
         Ok((sent, rest))
     })??;
-    if sent < h {
-        send_all(fd, &hdr[sent..h])?;
-    }
-    send_all(fd, &rest)?;
+    // What is left: the header's unsent end (if any), then `rest`.
+    finish(fd, &hdr[sent.min(h)..h], Body::Owned(rest), n, 0)?;
     Ok(n)
 }
 
@@ -217,5 +454,12 @@ mod tests {
         assert_eq!(&h[..4], &[0x82, 126, 0xFF, 0xFF]);
         assert_eq!(frame_header(2, 65536, &mut h), 10);
         assert_eq!(&h[..10], &[0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
+    }
+
+    #[test]
+    fn nothing_pending_is_cheap_and_empty() {
+        assert_eq!(pending_len(-5), 0);
+        assert_eq!(forget(-5), 0);
+        assert!(matches!(flush(-5), Ok(None)));
     }
 }

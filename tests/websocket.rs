@@ -340,3 +340,275 @@ fn control_frames_longer_than_125_bytes_are_refused() {
     close(a);
     close(b);
 }
+
+// ---------------------------------------------------------------------------------------
+// Signals: a send that waits for a stalled client returns INTERRUPTED when a handler runs,
+// keeps the frame's rest, and sharedarea_ws_flush / sharedarea_ws_forget finish or drop it.
+
+/// CLOCK_MONOTONIC ns at which this process's SIGALRM handler last ran (0: not yet).
+static ALARM_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn on_alarm(_sig: libc::c_int) {
+    // clock_gettime and an atomic store are async-signal-safe.
+    ALARM_AT.store(now_ns(), std::sync::atomic::Ordering::SeqCst);
+}
+
+/// In a child: a SIGALRM handler without SA_RESTART (like Perl's), then an alarm in `secs`.
+fn alarm_in(secs: u32) {
+    ALARM_AT.store(0, std::sync::atomic::Ordering::SeqCst);
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_alarm as extern "C" fn(libc::c_int) as usize;
+        sa.sa_flags = 0;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut());
+        libc::alarm(secs);
+    }
+}
+
+fn alarm_at() -> u64 {
+    ALARM_AT.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Waits until the socket's receive side stops growing (the sender is stuck on it).
+fn wait_until_full(b: i32, what: &str) -> usize {
+    let t = Instant::now();
+    let mut last = 0;
+    loop {
+        sleep_ms(50);
+        let now = pending_bytes(b);
+        if now > 0 && now == last {
+            return now;
+        }
+        last = now;
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{what}: the sender never filled the socket"
+        );
+    }
+}
+
+#[test]
+fn interrupted_send_from_area_resumes_with_flush() {
+    let _g = serial();
+    let id = must_init("size=9M");
+    let len = 8 * MIB;
+    let content = pattern(len as usize, 21);
+    must_write(id, 0, &content);
+    let want = expected_frame(2, &content);
+    let sc = Scratch::new(12);
+    let (a, b) = socketpair();
+    const NONE: u64 = u64::MAX;
+    for i in 0..12 {
+        sc.set(i, NONE);
+    }
+    let mut sender = {
+        let sc = &sc;
+        fork_child(move || {
+            close(b);
+            // 1. the send: stuck on the full socket until the alarm
+            alarm_in(1);
+            let n = unsafe { sa::sharedarea_ws_send_from_area(a, 2, id, 0, len) };
+            let back = now_ns();
+            sc.set(1, alarm_at());
+            sc.set(2, back);
+            let err = last_error();
+            sc.set(0, n as u64);
+            if n != sa::SHAREDAREA_E_INTERRUPTED as i64 {
+                return child_fail(2, &format!("the send returned {n}: {err}"));
+            }
+            if !err.starts_with("sharedarea_ws_send_from_area: fd ") || !err.contains("unsent") {
+                return child_fail(3, &format!("the INTERRUPTED detail: {err}"));
+            }
+            // 2. a new frame while this one is pending: refused, nothing sent
+            let r = unsafe { sa::sharedarea_ws_send(a, 1, b"x".as_ptr() as *const c_void, 1) };
+            let err = last_error();
+            if r != sa::SHAREDAREA_E_INVALID_ARGUMENT as i64 || !err.contains("sharedarea_ws_flush")
+            {
+                return child_fail(4, &format!("a send with bytes pending returned {r}: {err}"));
+            }
+            let r = unsafe { sa::sharedarea_ws_send_from_area(a, 2, id, 0, 5) };
+            if r != sa::SHAREDAREA_E_INVALID_ARGUMENT as i64 {
+                return child_fail(4, &format!("an area send with bytes pending returned {r}"));
+            }
+            // 3. the flush is interrupted by the next signal too
+            alarm_in(1);
+            let f = unsafe { sa::sharedarea_ws_flush(a) };
+            let back = now_ns();
+            sc.set(4, alarm_at());
+            sc.set(5, back);
+            sc.set(3, f as u64);
+            // 4. once the reader reads, the flush completes
+            if !sc.wait_for(6, 1, Duration::from_secs(20)) {
+                return child_fail(5, "no go from the parent");
+            }
+            let mut f = unsafe { sa::sharedarea_ws_flush(a) };
+            while f == sa::SHAREDAREA_E_INTERRUPTED as i64 {
+                f = unsafe { sa::sharedarea_ws_flush(a) };
+            }
+            sc.set(7, f as u64);
+            sc.set(8, unsafe { sa::sharedarea_ws_flush(a) } as u64);
+            sc.set(9, unsafe { sa::sharedarea_ws_forget(a) } as u64);
+            0
+        })
+    };
+    let full = wait_until_full(b, "ws_send_from_area");
+    assert!(
+        full < want.len(),
+        "the whole frame fit the socket ({full} bytes)"
+    );
+
+    let t = Instant::now();
+    while sc.get(0) == NONE {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the send did not return within 4 s of the alarm"
+        );
+        sleep_ms(5);
+    }
+    let n = sc.get(0) as i64;
+    assert_eq!(
+        n,
+        sa::SHAREDAREA_E_INTERRUPTED as i64,
+        "the stalled send returned {n}"
+    );
+    let (sig, back) = (sc.get(1), sc.get(2));
+    assert!(sig != 0 && sig != NONE, "the alarm handler never ran");
+    let late = Duration::from_nanos(back.saturating_sub(sig));
+    eprintln!("stalled 8 MiB send from an area: INTERRUPTED {late:?} after the signal");
+    assert!(
+        late < Duration::from_secs(1),
+        "INTERRUPTED came {late:?} after the signal"
+    );
+
+    // the child now waits in sharedarea_ws_flush: the area's write lock is free
+    let t = Instant::now();
+    assert_eq!(wlock(id), 0);
+    assert_eq!(unlock(id), 0);
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "wlock took {:?} while the send was pending",
+        t.elapsed()
+    );
+
+    while sc.get(3) == NONE {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the flush was not interrupted by the second alarm"
+        );
+        sleep_ms(10);
+    }
+    assert_eq!(
+        sc.get(3) as i64,
+        sa::SHAREDAREA_E_INTERRUPTED as i64,
+        "the interrupted flush"
+    );
+    let late = Duration::from_nanos(sc.get(5).saturating_sub(sc.get(4)));
+    assert!(
+        late < Duration::from_secs(1),
+        "the flush returned {late:?} after the signal"
+    );
+    assert_eq!(pending_bytes(b), full, "bytes arrived although nobody read");
+
+    // the reader starts; the flush completes; exactly one well-formed frame arrives
+    let expect = want.len();
+    let reader = std::thread::spawn(move || read_exact_fd(b, expect, Duration::from_secs(20)));
+    sc.set(6, 1);
+    let got = join_within(reader, Duration::from_secs(30), "socket reader")
+        .unwrap_or_else(|e| panic!("reading the resumed frame: {e}"));
+    sender.expect_success(Duration::from_secs(10), "the interrupted sender");
+    assert_eq!(
+        sc.get(7),
+        len,
+        "sharedarea_ws_flush returns the frame's payload length"
+    );
+    assert_eq!(sc.get(8), 0, "a second flush finds nothing pending");
+    assert_eq!(sc.get(9), 0, "forget after the flush drops nothing");
+    assert_eq!(&got[..10], &want[..10], "the frame header");
+    assert!(
+        got == want,
+        "the resumed frame's bytes differ (loss or duplication)"
+    );
+    sleep_ms(50);
+    assert_eq!(pending_bytes(b), 0, "bytes beyond the one frame");
+    close(a);
+    close(b);
+}
+
+#[test]
+fn forget_drops_the_pending_bytes_of_an_interrupted_send() {
+    let _g = serial();
+    let len = 4 * MIB as usize;
+    let payload = pattern(len, 33);
+    let first = expected_frame(2, &payload);
+    let sc = Scratch::new(4);
+    let (a, b) = socketpair();
+    let mut sender = {
+        let sc = &sc;
+        let payload = &payload;
+        fork_child(move || {
+            close(b);
+            alarm_in(1);
+            let n = unsafe {
+                sa::sharedarea_ws_send(a, 2, payload.as_ptr() as *const c_void, len as u64)
+            };
+            if n != sa::SHAREDAREA_E_INTERRUPTED as i64 {
+                return child_fail(
+                    2,
+                    &format!("the send from a buffer returned {n}: {}", last_error()),
+                );
+            }
+            let dropped = unsafe { sa::sharedarea_ws_forget(a) };
+            sc.set(0, dropped as u64);
+            sc.set(1, unsafe { sa::sharedarea_ws_forget(a) } as u64);
+            sc.set(2, unsafe { sa::sharedarea_ws_flush(a) } as u64 + 1);
+            if unsafe { sa::sharedarea_ws_forget(-1) } != sa::SHAREDAREA_E_INVALID_ARGUMENT as i64
+                || unsafe { sa::sharedarea_ws_flush(-1) }
+                    != sa::SHAREDAREA_E_INVALID_ARGUMENT as i64
+            {
+                return child_fail(3, "flush/forget of fd -1 were not refused");
+            }
+            // no longer refused: the next frame goes straight after what had left
+            let n = unsafe { sa::sharedarea_ws_send(a, 1, b"after".as_ptr() as *const c_void, 5) };
+            if n != 5 {
+                return child_fail(
+                    4,
+                    &format!("the send after forget returned {n}: {}", last_error()),
+                );
+            }
+            0
+        })
+    };
+    let full = wait_until_full(b, "ws_send");
+    assert!(
+        sc.wait_for(2, 1, Duration::from_secs(5)),
+        "the send was not interrupted"
+    );
+    let dropped = sc.get(0) as usize;
+    assert!(
+        dropped > 0 && dropped < first.len(),
+        "forget dropped {dropped} bytes"
+    );
+    assert_eq!(sc.get(1), 0, "a second forget drops nothing");
+    assert_eq!(sc.get(2), 1, "flush after forget finds nothing");
+    let sent = first.len() - dropped;
+    assert!(sent >= full, "{sent} bytes sent, {full} in the socket");
+    let expect = sent + 7;
+    let reader = std::thread::spawn(move || read_exact_fd(b, expect, Duration::from_secs(20)));
+    let got = join_within(reader, Duration::from_secs(30), "socket reader")
+        .unwrap_or_else(|e| panic!("reading: {e}"));
+    sender.expect_success(Duration::from_secs(10), "the sender");
+    assert!(
+        got[..sent] == first[..sent],
+        "the part sent before the signal differs"
+    );
+    assert_eq!(
+        &got[sent..],
+        b"\x81\x05after",
+        "after forget: exactly the next frame"
+    );
+    sleep_ms(50);
+    assert_eq!(pending_bytes(b), 0, "dropped bytes were sent after all");
+    close(a);
+    close(b);
+}

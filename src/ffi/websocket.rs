@@ -1,16 +1,21 @@
 //! WebSocket frame sends for the Perl (or any) glue: from a buffer, or straight
 #![allow(clippy::not_unsafe_ptr_arg_deref)] // C entry points: see ffi/mod.rs
-//! from an area.
+//! from an area; and the pending bytes of a send a signal interrupted.
 
 use std::ffi::c_void;
 
 use super::{boundary, try_slice};
 use crate::registry;
+use crate::status::{Error, Result, Status};
 use crate::websocket;
 
 /// Sends one final, unmasked frame (opcode 1 text, 2 binary, 8/9/10 control)
 /// carrying `len` bytes at `buf` on socket `fd`. Returns `len` or < 0
-/// (PEER_CLOSED when the peer is gone).
+/// (PEER_CLOSED when the peer is gone). A send that has to wait for the socket
+/// returns SHAREDAREA_E_INTERRUPTED when a signal handler runs meanwhile: the
+/// frame's unsent rest is kept (a copy: `buf` is free again) and leaves,
+/// whole and in order, with `sharedarea_ws_flush(fd)`. While `fd` has such
+/// pending bytes a new send on it is refused (INVALID_ARGUMENT, nothing sent).
 #[no_mangle]
 pub extern "C" fn sharedarea_ws_send(fd: i32, opcode: u8, buf: *const c_void, len: u64) -> i64 {
     boundary("sharedarea_ws_send", || {
@@ -22,7 +27,9 @@ pub extern "C" fn sharedarea_ws_send(fd: i32, opcode: u8, buf: *const c_void, le
 /// Sends one frame carrying the area's bytes at `pos` (`len` 0: to the end, or to
 /// `used` when honoured) on socket `fd`, from shared memory without a user-space
 /// copy in the common case; a slow client never holds the area's lock. Returns the
-/// payload length or < 0.
+/// payload length or < 0. Interrupted by a signal while waiting for the socket
+/// (never while holding the lock), it returns SHAREDAREA_E_INTERRUPTED with the
+/// frame's unsent rest kept, exactly as `sharedarea_ws_send` does.
 #[no_mangle]
 pub extern "C" fn sharedarea_ws_send_from_area(
     fd: i32,
@@ -34,5 +41,44 @@ pub extern "C" fn sharedarea_ws_send_from_area(
     boundary("sharedarea_ws_send_from_area", || {
         let area = registry::get(id)?;
         Ok(websocket::send_from_area(fd, opcode, area, pos, len)? as i64)
+    })
+}
+
+fn check_fd(fd: i32) -> Result<()> {
+    if fd < 0 {
+        return Err(Error::new(
+            Status::InvalidArgument,
+            format!("fd {fd} is not an open descriptor"),
+        ));
+    }
+    Ok(())
+}
+
+/// Sends the rest of the frame that a signal interrupted on socket `fd` (see
+/// `sharedarea_ws_send`), waiting for the socket. Returns that frame's payload
+/// length once all of it has left (what the interrupted send would have
+/// returned), or 0 when nothing was pending. SHAREDAREA_E_INTERRUPTED again
+/// when another signal handler runs (call it again: the stall limit of 60 s
+/// without progress counts across the calls); PEER_CLOSED, TIMED_OUT or IO on
+/// failure, which drops the pending bytes. Call it after running your signal
+/// handlers, until it returns >= 0.
+#[no_mangle]
+pub extern "C" fn sharedarea_ws_flush(fd: i32) -> i64 {
+    boundary("sharedarea_ws_flush", || {
+        check_fd(fd)?;
+        Ok(websocket::flush(fd)?.unwrap_or(0) as i64)
+    })
+}
+
+/// Drops the unsent rest of an interrupted frame on socket `fd`, for a
+/// connection that is ending (a partly sent frame cannot be followed by any
+/// other). Call it, too, before using a new connection that may have got the
+/// number of an old one. Returns the number of bytes dropped (0 when none),
+/// or < 0 (INVALID_ARGUMENT for a negative fd).
+#[no_mangle]
+pub extern "C" fn sharedarea_ws_forget(fd: i32) -> i64 {
+    boundary("sharedarea_ws_forget", || {
+        check_fd(fd)?;
+        Ok(websocket::forget(fd) as i64)
     })
 }
