@@ -856,6 +856,32 @@ S_croak_ws(pTHX_ const char *fname, IV id, int64_t st)
     S_croak_core(aTHX_ fname, id, st);
 }
 
+/* A send that waited for a stalled client returns INTERRUPTED when a signal
+ * arrives, keeping the frame's unsent rest in the core (per fd).  Run the
+ * %SIG handlers (a handler that dies leaves from here, the rest stays
+ * pending), then finish the frame with sharedarea_ws_flush; again on each
+ * signal.  Returns the final status or payload count. */
+static int64_t
+S_ws_complete(pTHX_ int32_t fd, int64_t st)
+{
+    while (st == SHAREDAREA_E_INTERRUPTED) {
+        PERL_ASYNC_CHECK();
+        st = sharedarea_ws_flush(fd);
+    }
+    return st;
+}
+
+/* Before a new frame: the rest of one that a dying handler interrupted goes
+ * first (the core refuses a new frame while one is pending), so frames stay
+ * whole and in order. Nothing pending costs one call that finds nothing. */
+static void
+S_ws_flush_pending(pTHX_ const char *fname, IV id, int32_t fd)
+{
+    int64_t st = S_ws_complete(aTHX_ fd, sharedarea_ws_flush(fd));
+    if (st < 0)
+        S_croak_ws(aTHX_ fname, id, st);
+}
+
 static UV
 S_ws_send(pTHX_ SV *fname_sv, SV *fd_sv, SV *op_sv, SV *bytes_sv)
 {
@@ -864,7 +890,9 @@ S_ws_send(pTHX_ SV *fname_sv, SV *fd_sv, SV *op_sv, SV *bytes_sv)
     uint8_t op = S_arg_opcode(aTHX_ fname, op_sv);
     STRLEN len;
     const char *pv = S_arg_bytes(aTHX_ fname, -1, "message", bytes_sv, &len);
-    int64_t sent = sharedarea_ws_send(fd, op, pv, (uint64_t)len);
+    int64_t sent;
+    S_ws_flush_pending(aTHX_ fname, -1, fd);
+    sent = S_ws_complete(aTHX_ fd, sharedarea_ws_send(fd, op, pv, (uint64_t)len));
     if (sent < 0)
         S_croak_ws(aTHX_ fname, -1, sent);
     return (UV)sent;
@@ -880,10 +908,36 @@ S_ws_send_from_area(pTHX_ SV *fname_sv, SV *fd_sv, SV *op_sv, SV *id_sv,
     int32_t id = S_arg_id(aTHX_ fname, id_sv);
     uint64_t pos = S_arg_u64(aTHX_ fname, id, "position", pos_sv);
     uint64_t len = len_sv ? S_arg_u64(aTHX_ fname, id, "length", len_sv) : 0;
-    int64_t sent = sharedarea_ws_send_from_area(fd, op, id, pos, len);
+    int64_t sent;
+    S_ws_flush_pending(aTHX_ fname, id, fd);
+    sent = S_ws_complete(aTHX_ fd, sharedarea_ws_send_from_area(fd, op, id, pos, len));
     if (sent < 0)
         S_croak_ws(aTHX_ fname, id, sent);
     return (UV)sent;
+}
+
+/* _ws_flush(fname, fd): finishes an interrupted frame (0 when none). */
+static UV
+S_ws_flush(pTHX_ SV *fname_sv, SV *fd_sv)
+{
+    const char *fname = SvPV_nolen(fname_sv);
+    int32_t fd = S_arg_fd(aTHX_ fname, fd_sv);
+    int64_t st = S_ws_complete(aTHX_ fd, sharedarea_ws_flush(fd));
+    if (st < 0)
+        S_croak_ws(aTHX_ fname, -1, st);
+    return (UV)st;
+}
+
+/* _ws_forget(fd): drops an interrupted frame's rest; returns the byte count. */
+static UV
+S_ws_forget(pTHX_ SV *fd_sv)
+{
+    const char *fname = "SharedArea::_ws_forget";
+    int32_t fd = S_arg_fd(aTHX_ fname, fd_sv);
+    int64_t st = sharedarea_ws_forget(fd);
+    if (st < 0)
+        S_croak_core(aTHX_ fname, -1, st);
+    return (UV)st;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1269,3 +1323,15 @@ _ws_send_from_area(...)
     S_check_items(aTHX_ items, 5, 6,
                   "SharedArea::_ws_send_from_area(fname, fd, opcode, id, pos[, len])");
     XSRETURN_UV(S_ws_send_from_area(aTHX_ ST(0), ST(1), ST(2), ST(3), ST(4), OPT_ARG(5)));
+
+void
+_ws_flush(...)
+  CODE:
+    S_check_items(aTHX_ items, 2, 2, "SharedArea::_ws_flush(fname, fd)");
+    XSRETURN_UV(S_ws_flush(aTHX_ ST(0), ST(1)));
+
+void
+_ws_forget(...)
+  CODE:
+    S_check_items(aTHX_ items, 1, 1, "SharedArea::_ws_forget(fd)");
+    XSRETURN_UV(S_ws_forget(aTHX_ ST(0)));

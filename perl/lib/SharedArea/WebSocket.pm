@@ -10,6 +10,15 @@ package SharedArea::WebSocket;
 # slow client. Control frames (pong, close) are built here and written with a
 # bounded wait, so that answering a ping or closing never hangs a worker.
 #
+# A send that waits for a stalled client gives way to signals: the core
+# returns at the first one, the XS runs the %SIG handlers and finishes the
+# frame (SharedArea::_ws_flush). A handler that dies aborts the send; the
+# frame's unsent rest stays in the core, keyed by the socket's fd, and goes
+# out before anything else on this session (the next data frame, a pong or
+# close), so frames stay whole and in order. Those bytes are dropped
+# (SharedArea::_ws_forget) at the end of the session, and at every handshake,
+# so that a new connection that got an old one's fd number never gets them.
+#
 # Per-request state lives in the PSGI env under 'sharedarea.websocket'; the
 # current env is $SharedArea::WebSocket::ENV, set (local) by
 # Plack::Middleware::SharedArea around the app call.
@@ -98,6 +107,15 @@ socket is shut down) and lets the server go on with its next request.
 
 Every failure dies with a message that starts with the function's name,
 e.g. C<websocket_recv: the peer closed the connection>.
+
+A send that waits for a slow or stalled client lets signals in: a C<%SIG>
+handler (an C<alarm>, the server's C<TERM> or C<QUIT>) runs at once, and
+then the send goes on. When the handler dies (or exits), the send stops
+there with the handler's error; the rest of that frame is kept and goes out
+first on the session's next send (or pong, or close frame), so the client
+still receives whole frames in order. If the session ends first, the rest is
+dropped and no close frame follows the partial one (it could not be told
+from the payload).
 
 Frames sent are final (FIN), unmasked server frames: opcode 1 (text) or 2
 (binary), with 7-, 16- or 64-bit lengths. Messages received are returned as
@@ -225,6 +243,10 @@ sub websocket_handshake {
         broken         => 0,        # the socket itself failed
     };
     $env->{+SESSION} = $ws;    # from here on, the server must not answer this request itself
+
+    # An earlier connection with this fd number may have left the rest of an
+    # interrupted frame: none of it belongs to this client.
+    SharedArea::_ws_forget($fd) if defined &SharedArea::_ws_forget;
 
     my $response = "HTTP/1.1 101 Switching Protocols\r\n"
         . "Upgrade: websocket\r\n"
@@ -442,18 +464,38 @@ sub _need_xs {
 
 # Runs one XS send; a failure that means the connection is gone closes the
 # session (no close frame will be tried), and the XS croak goes on up as is.
+# An error of a signal handler that ran during the send goes on up untouched.
 sub _guarded_send {
     my ($ws, $F, $send) = @_;
     my $n = eval { $send->() };
     return $n if defined $n;
     my $err = $@;
+    die $err if ref $err || index($err, "$F: ") != 0;    # not ours: a %SIG handler died
     if ($err =~ /peer closed|connection reset|broken pipe/i || _socket_dead($ws)) {
         $ws->{closed} = PEER_CLOSED;
         $ws->{broken} = 1;
     }
     # Report it at the app's line, not at this file's.
-    die $err if ref $err || $err !~ s/ at \S+ line \d+\.?\n\z//;
+    die $err if $err !~ s/ at \S+ line \d+\.?\n\z//;
     Carp::croak($err);
+}
+
+# Before a control frame: the rest of a data frame that a dying signal
+# handler interrupted goes first (waiting for the socket like a send does).
+# False (the session closed) when the connection failed meanwhile.
+sub _flush_pending {
+    my ($ws) = @_;
+    return 1 unless defined &SharedArea::_ws_flush;
+    my $F = 'SharedArea::WebSocket';
+    return 1 if eval { SharedArea::_ws_flush($F, $ws->{fd}); 1 };
+    my $err = $@;
+    die $err if ref $err || index($err, "$F: ") != 0;    # a %SIG handler died
+    $err =~ s/^\Q$F\E: //;
+    $err =~ s/ at \S+ line \d+\.?\n\z//;
+    $ws->{broken} = 1;
+    $ws->{closed} = defined $ws->{closed} ? $ws->{closed}
+        : $err =~ /peer closed/ ? PEER_CLOSED : "the connection failed: $err";
+    return 0;
 }
 
 sub _socket_dead {
@@ -497,6 +539,7 @@ sub _control_frame {
 sub _send_control {
     my ($ws, $opcode, $payload, $timeout) = @_;
     return 0 if $ws->{broken} || $ws->{close_sent};
+    return 0 unless _flush_pending($ws);
     $ws->{close_sent} = 1 if $opcode == 0x8;
     return 1 if _write_all($ws, _control_frame($opcode, $payload), $timeout);
     $ws->{broken} = 1;
@@ -685,6 +728,15 @@ sub _unmask {
 sub _end_session {
     my ($ws, $app_failed) = @_;
     return if $ws->{ended}++;
+    # The rest of a frame that a dying signal handler interrupted: dropped.
+    # The client got part of a frame, so nothing framed can follow (a close
+    # frame would read as payload) and there is nothing whole to protect by
+    # lingering: only the shutdown.
+    my $dropped = defined &SharedArea::_ws_forget ? SharedArea::_ws_forget($ws->{fd}) : 0;
+    if ($dropped && !$ws->{broken}) {
+        shutdown($ws->{io}, SHUT_WR);
+        $ws->{broken} = 1;
+    }
     if (!$ws->{broken}) {
         my $deadline = Time::HiRes::time() + $ws->{linger};
         _send_close($ws, $app_failed ? 1011 : 1000, $ws->{linger} > 0 ? $ws->{linger} : 0.2)
