@@ -456,6 +456,52 @@ mod tests {
         assert_eq!(&h[..10], &[0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
     }
 
+    /// A connected pair whose first end is full (nothing more fits).
+    fn full_pair() -> (i32, i32) {
+        let mut fds = [0i32; 2];
+        // SAFETY: fds has room for the two descriptors socketpair writes.
+        let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) };
+        assert_eq!(r, 0);
+        let chunk = [0u8; 65536];
+        while matches!(send_first(fds[0], &chunk, std::ptr::null(), 0), Ok(n) if n > 0) {}
+        (fds[0], fds[1])
+    }
+
+    #[test]
+    fn the_stall_limit_counts_from_the_last_progress_across_flushes() {
+        // A frame interrupted more than STALL_LIMIT after the client last took
+        // a byte: the next flush gives up at once instead of waiting anew.
+        let Some(long_ago) = Instant::now().checked_sub(STALL_LIMIT + Duration::from_secs(1))
+        else {
+            return; // the machine has been up for less than a minute
+        };
+        let (a, b) = full_pair();
+        park(
+            a,
+            Pending {
+                bytes: vec![7; 1000],
+                done: 10,
+                payload: 996,
+                last_progress: long_ago,
+            },
+        );
+        assert_eq!(pending_len(a), 990);
+        let t = Instant::now();
+        let e = flush(a).expect_err("a flush to a client stalled for over a minute");
+        assert_eq!(e.status, Status::TimedOut, "{e}");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "the flush waited {:?}",
+            t.elapsed()
+        );
+        assert_eq!(pending_len(a), 0, "a failed flush drops the pending bytes");
+        // SAFETY: closing the two descriptors this test opened.
+        unsafe {
+            libc::close(a);
+            libc::close(b);
+        }
+    }
+
     #[test]
     fn nothing_pending_is_cheap_and_empty() {
         assert_eq!(pending_len(-5), 0);

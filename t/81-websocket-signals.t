@@ -19,7 +19,7 @@ use POSIX ();
 use Socket qw(AF_UNIX SOCK_STREAM PF_UNSPEC MSG_DONTWAIT);
 use Time::HiRes ();
 use SharedAreaTest::Proc qw(require_blib tmpdir write_file start_starman stop_server http_get guard_test);
-use SharedAreaTest::WebSocket qw(ws_connect ws_next_frame parse_frames);
+use SharedAreaTest::WebSocket qw(ws_connect ws_next_frame client_frame);
 
 BEGIN { delete $ENV{UWSGI_SHAREDAREA} }
 require_blib();
@@ -230,6 +230,36 @@ for my $from (qw(area buffer)) {
     is(next_report($k, 10), 'done 5', 'the next send returned its own payload length');
     is(reap($k), 0, 'the child ended cleanly');
     ok(at_eof($c, 5), 'nothing more');
+}
+
+# 2b. Likewise a pong: websocket_recv answers a ping only after the rest of
+#     the interrupted frame has gone out.
+{
+    my ($c, $s) = pair();
+    my $k = child(sub {
+        my ($report) = @_;
+        close $c;
+        local $SharedArea::WebSocket::ENV = request_env($s);
+        uwsgi::websocket_handshake();
+        {
+            local $SIG{ALRM} = sub { die "alarm fired\n" };
+            Time::HiRes::alarm(0.5);
+            eval { uwsgi::websocket_send_binary_from_sharedarea(0, 0, $FRAME); 1 } and die "not aborted\n";
+        }
+        $report->('aborted');
+        $report->('got ' . uwsgi::websocket_recv());
+    });
+    close $s;
+    is(next_report($k, 5), 'aborted', 'a dying handler aborted a send');
+    syswrite $c, client_frame(0x9, 'p1') . client_frame(0x1, 'bye');
+    like(read_head($c), qr{^HTTP/1\.1 101 }, 'the 101');
+    my $want = header(2, $FRAME) . $AREA_BYTES . header(0xA, 2) . 'p1';
+    my $got = read_bytes($c, length $want, 20);
+    is(length $got, length $want, 'the aborted frame and the pong arrived');
+    ok(substr($got, 0, $FRAME + 10) eq substr($want, 0, $FRAME + 10), '... the aborted frame whole');
+    is(substr($got, $FRAME + 10), "\x8a\x02p1", '... then the pong');
+    is(next_report($k, 10), 'got bye', 'websocket_recv returned the next message');
+    is(reap($k), 0, 'the child ended cleanly');
 }
 
 # 3. The handshake forgets what an earlier connection with the same fd number
