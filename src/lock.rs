@@ -51,7 +51,7 @@
 //! record is per thread and is cleared in a forked child: a child never owns the
 //! lock its parent held.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -432,7 +432,6 @@ struct Hold {
 static EXPLICIT_LOCKS_USED: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
-    static HOLD_COUNT: Cell<u32> = const { Cell::new(0) };
     static HOLDS: RefCell<Vec<Hold>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -447,9 +446,6 @@ pub fn held(area: i32) -> Held {
 
 #[inline(never)]
 fn held_by_this_thread(area: i32) -> Held {
-    if HOLD_COUNT.with(|c| c.get()) == 0 {
-        return Held::None;
-    }
     HOLDS.with(|h| {
         h.borrow()
             .iter()
@@ -473,7 +469,6 @@ pub fn push_hold(area: i32, write: bool) {
                     write,
                     depth: 1,
                 });
-                HOLD_COUNT.with(|c| c.set(c.get() + 1));
                 if !EXPLICIT_LOCKS_USED.load(Ordering::Relaxed) {
                     EXPLICIT_LOCKS_USED.store(true, Ordering::Relaxed);
                 }
@@ -504,8 +499,7 @@ pub fn pop_hold(area: i32) -> Popped {
             h[i].depth -= 1;
             return Popped::Nested;
         }
-        let write = h.remove(i).write;
-        HOLD_COUNT.with(|c| c.set(c.get() - 1));
+        let write = h.swap_remove(i).write;
         Popped::Last { write }
     })
 }
@@ -513,7 +507,6 @@ pub fn pop_hold(area: i32) -> Popped {
 /// Forgets every hold of this thread (in a forked child: the parent's holds are
 /// the parent's).
 pub fn forget_holds() {
-    HOLD_COUNT.with(|c| c.set(0));
     HOLDS.with(|h| {
         if let Ok(mut h) = h.try_borrow_mut() {
             h.clear();
