@@ -384,19 +384,26 @@ pub fn unlock_shared(ctl: &Control, me: u32) {
 /// took the lock meanwhile; `None` after a few failed tries (take the read lock).
 ///
 /// `f` must only copy: its result is thrown away when a writer interfered.
+/// Interference shows as a writer in the state word, a new generation, or a
+/// changed update counter (every write section counts one update): the last
+/// makes the check immune to the 22-bit generation wrapping around while a
+/// reader is descheduled mid-copy.
 #[inline]
 pub fn optimistic<T>(ctl: &Control, mut f: impl FnMut() -> T) -> Option<T> {
     let state = &ctl.lock.state;
+    let updates = &ctl.updates.updates;
     for _ in 0..OPTIMISTIC_TRIES {
         let before = state.load(Ordering::Acquire);
         if before & WRITER_MASK != 0 {
             std::hint::spin_loop();
             continue;
         }
+        let updates_before = updates.load(Ordering::Acquire);
         let value = f();
         fence(Ordering::Acquire);
+        let updates_after = updates.load(Ordering::Relaxed);
         let after = state.load(Ordering::Relaxed);
-        if (before ^ after) & HOLDING == 0 {
+        if (before ^ after) & HOLDING == 0 && updates_before == updates_after {
             return Some(value);
         }
     }
