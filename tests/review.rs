@@ -58,10 +58,7 @@ impl ControlView {
             base: p as *mut u8,
             len,
         };
-        assert_eq!(
-            &unsafe { std::slice::from_raw_parts(v.base, 6) }[..],
-            b"SHAREA"
-        );
+        assert_eq!(unsafe { std::slice::from_raw_parts(v.base, 6) }, b"SHAREA");
         v
     }
     fn word(&self, off: usize) -> &AtomicU32 {
