@@ -142,7 +142,8 @@ impl Area {
         self.my_slot_noting_recovery().map(|(slot, _)| slot)
     }
 
-    /// The slot, and whether claiming it cleared a dead holder's lock.
+    /// The slot, and whether claiming it cleared a dead holder's lock. One slot per
+    /// process: when two threads claim at once, the loser gives its slot back.
     fn my_slot_noting_recovery(&self) -> Result<(u32, bool)> {
         let generation = FORK_GENERATION.load(Ordering::Acquire) as u64;
         let cached = self.slot.load(Ordering::Acquire);
@@ -151,9 +152,23 @@ impl Area {
         }
         let (slot, recovered) =
             lock::claim_slot(self.control()).map_err(|e| self.err(e.status, e.detail))?;
-        self.slot
-            .store((generation << 32) | (slot as u64 + 1), Ordering::Release);
-        Ok((slot, recovered))
+        let mine = (generation << 32) | (slot as u64 + 1);
+        match self
+            .slot
+            .compare_exchange(cached, mine, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok((slot, recovered)),
+            Err(winner) if winner != 0 && winner >> 32 == generation => {
+                lock::release_slot(self.control(), slot);
+                Ok(((winner as u32) - 1, recovered))
+            }
+            Err(_) => {
+                // A stale entry changed under us (a fork bumped the generation):
+                // keep ours.
+                self.slot.store(mine, Ordering::Release);
+                Ok((slot, recovered))
+            }
+        }
     }
 
     /// Runs a read-only `f`: straight through under this thread's own lock,

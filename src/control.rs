@@ -26,7 +26,8 @@ pub(crate) const SLOTS: usize = 255;
 /// One process's record in an area: who it is, and how many read locks its threads hold.
 #[repr(C, align(64))]
 pub struct Slot {
-    /// 0: free; `RESERVED`: being claimed or freed; else the owner's pid.
+    /// 0: free; `RESERVED_BIT | P`: being claimed or freed by process P (if P
+    /// dies meanwhile, anyone may finish the job); else the owner's pid.
     pub pid: AtomicU32,
     /// Read locks held by the owner's threads.
     pub readers: AtomicU32,
@@ -34,7 +35,9 @@ pub struct Slot {
     pub start: AtomicU64,
 }
 
-pub(crate) const RESERVED: u32 = u32::MAX;
+/// Marks a slot as being claimed or freed; the low bits name the process doing
+/// it (pids are below 2^22 on Linux).
+pub(crate) const RESERVED_BIT: u32 = 1 << 31;
 
 #[repr(C, align(64))]
 pub struct Identity {

@@ -55,7 +55,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::control::{Control, RESERVED, SLOTS};
+use crate::control::{Control, RESERVED_BIT, SLOTS};
 use crate::futex;
 use crate::process;
 use crate::status::{Error, Result, Status};
@@ -75,6 +75,13 @@ const SPINS: u32 = 200;
 const OPTIMISTIC_TRIES: u32 = 4;
 
 const _: () = assert!(SLOTS < WRITER_MASK as usize + 1);
+
+/// Gives back a slot this process claimed but does not use (it holds nothing).
+pub fn release_slot(ctl: &Control, slot: u32) {
+    let s = &ctl.slots[slot as usize];
+    s.start.store(0, Ordering::Relaxed);
+    s.pid.store(0, Ordering::Release);
+}
 
 /// What `reclaim_if_dead` found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,7 +119,7 @@ pub fn claim_slot(ctl: &Control) -> Result<(u32, bool)> {
             let slot = &ctl.slots[i];
             if slot
                 .pid
-                .compare_exchange(0, RESERVED, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(0, RESERVED_BIT | pid, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
                 slot.readers.store(0, Ordering::Relaxed);
@@ -144,7 +151,10 @@ fn reclaim_if_dead(ctl: &Control, i: usize) -> Reclaim {
             recovered: false,
         };
     }
-    if pid == RESERVED || !process::is_dead(pid, slot.start.load(Ordering::Acquire)) {
+    if pid & RESERVED_BIT != 0 {
+        return finish_abandoned_reservation(ctl, i, pid);
+    }
+    if !process::is_dead(pid, slot.start.load(Ordering::Acquire)) {
         return busy;
     }
     let mut recovered = false;
@@ -158,9 +168,10 @@ fn reclaim_if_dead(ctl: &Control, i: usize) -> Reclaim {
             };
         }
     }
+    let me = RESERVED_BIT | process::current().0;
     if slot
         .pid
-        .compare_exchange(pid, RESERVED, Ordering::AcqRel, Ordering::Relaxed)
+        .compare_exchange(pid, me, Ordering::AcqRel, Ordering::Relaxed)
         .is_err()
     {
         return Reclaim {
@@ -168,6 +179,43 @@ fn reclaim_if_dead(ctl: &Control, i: usize) -> Reclaim {
             recovered,
         };
     }
+    recovered |= free_reserved_slot(ctl, i);
+    Reclaim {
+        free: true,
+        recovered,
+    }
+}
+
+/// A slot marked as being claimed or freed by a process that died doing it:
+/// finish freeing it (a process killed there must not block anyone).
+fn finish_abandoned_reservation(ctl: &Control, i: usize, marked: u32) -> Reclaim {
+    let busy = Reclaim {
+        free: false,
+        recovered: false,
+    };
+    if !process::pid_is_gone(marked & !RESERVED_BIT) {
+        return busy;
+    }
+    let me = RESERVED_BIT | process::current().0;
+    if ctl.slots[i]
+        .pid
+        .compare_exchange(marked, me, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        return busy;
+    }
+    let recovered = free_reserved_slot(ctl, i);
+    Reclaim {
+        free: true,
+        recovered,
+    }
+}
+
+/// With slot `i` marked as ours: zero a dead owner's read locks (a recovery,
+/// waking a writer that drains them) and free the slot.
+fn free_reserved_slot(ctl: &Control, i: usize) -> bool {
+    let slot = &ctl.slots[i];
+    let mut recovered = false;
     if slot.readers.swap(0, Ordering::AcqRel) != 0 {
         ctl.used.recoveries.fetch_add(1, Ordering::Relaxed);
         // A writer draining this slot sleeps on its readers word.
@@ -176,10 +224,7 @@ fn reclaim_if_dead(ctl: &Control, i: usize) -> Reclaim {
     }
     slot.start.store(0, Ordering::Relaxed);
     slot.pid.store(0, Ordering::Release);
-    Reclaim {
-        free: true,
-        recovered,
-    }
+    recovered
 }
 
 /// Whether the writer named in state `s` is dead.
@@ -190,8 +235,8 @@ fn writer_is_dead(ctl: &Control, s: u32) -> bool {
     }
     let slot = &ctl.slots[(w - 1) as usize];
     match slot.pid.load(Ordering::Acquire) {
-        RESERVED => false,
         0 => true,
+        pid if pid & RESERVED_BIT != 0 => process::pid_is_gone(pid & !RESERVED_BIT),
         pid => process::is_dead(pid, slot.start.load(Ordering::Acquire)),
     }
 }

@@ -58,13 +58,46 @@ pub fn is_dead(pid: u32, start: u64) -> bool {
         return false;
     }
     match stat_of(pid) {
-        Some(s) => s.start != start || s.state == b'Z' || s.state == b'X',
-        None => {
-            // No stat: gone, unless /proc is not readable at all.
-            std::path::Path::new("/proc/self/stat").exists()
-                && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        }
+        Some(s) if s.start != start => true,
+        Some(s) => is_zombie_state(s.state) && !has_live_thread(pid),
+        None => no_such_pid(pid),
     }
+}
+
+/// Whether no process `pid` runs (for a short-lived mark where no start time
+/// was recorded: a pid is not reused within microseconds).
+pub fn pid_is_gone(pid: u32) -> bool {
+    match stat_of(pid) {
+        Some(s) => is_zombie_state(s.state) && !has_live_thread(pid),
+        None => no_such_pid(pid),
+    }
+}
+
+fn is_zombie_state(state: u8) -> bool {
+    state == b'Z' || state == b'X'
+}
+
+/// A process whose main thread exited shows 'Z' while its other threads run:
+/// it is dead only when every thread is.
+fn has_live_thread(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|task| {
+        std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|text| {
+                let after = &text[text.rfind(')')? + 1..];
+                after.split_whitespace().next()?.bytes().next()
+            })
+            .is_some_and(|state| !is_zombie_state(state))
+    })
+}
+
+fn no_such_pid(pid: u32) -> bool {
+    // No stat: gone, unless /proc is not readable at all.
+    std::path::Path::new("/proc/self/stat").exists()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// The inode of this process's pid namespace (0 if unknown). Pids recorded in a

@@ -19,6 +19,9 @@ const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 const SLOTS: usize = 255;
 const CONTROL_BYTES: usize = 256 + 64 * SLOTS;
+/// A slot mark "being claimed or freed by process P" is RESERVED_BIT | P; this one
+/// names pid 0x7FFF_FFFF, which no process has (pid_max is at most 2^22): the mark of
+/// a reclaimer that was killed.
 const RESERVED: u32 = u32::MAX;
 const WRITER_MASK: u32 = 0xFF;
 const GEN_ONE: u32 = 1 << 10;
@@ -120,7 +123,6 @@ fn write_in_child(id: i32, limit: Duration) -> Option<Duration> {
 // u32::MAX), so every writer in every process waits forever.
 
 #[test]
-#[ignore = "BUG: rlock/unlock in two threads racing on first use leave a slot's readers stuck (every writer hangs while the process lives); reproduce: cargo test --release --test review -- --ignored --exact first_use_rlock_race_between_threads_leaves_no_reader_behind"]
 fn first_use_rlock_race_between_threads_leaves_no_reader_behind() {
     let _g = serial();
     let name = ShmName::new("rev-race");
@@ -197,7 +199,6 @@ fn first_use_rlock_race_between_threads_leaves_no_reader_behind() {
 // of its threads holds is "recovered" from under it: two writers inside at once.
 
 #[test]
-#[ignore = "BUG: a live write holder whose main thread exited (leader shows 'Z') is recovered from under it; reproduce: cargo test --release --test review -- --ignored --exact live_holder_with_exited_main_thread_is_not_recovered"]
 fn live_holder_with_exited_main_thread_is_not_recovered() {
     let _g = serial();
     let id = must_init("1");
@@ -262,17 +263,15 @@ fn live_holder_with_exited_main_thread_is_not_recovered() {
 // ---------------------------------------------------------------------------------------
 // 3. A process killed inside `reclaim_if_dead`.
 //
-// Reclaiming a dead reader's slot is: CAS pid -> RESERVED, swap readers to 0, store
-// pid 0. A process SIGKILLed between the CAS and the swap (any process can be the
-// reclaimer: a writer draining, or a first-time caller in claim_slot) leaves the slot
-// RESERVED with readers != 0 forever: `reclaim_if_dead` never touches a RESERVED
-// slot, so every writer drains that slot forever. The test builds exactly that state
-// (the protocol's own state after such a kill) and checks SPEC §2's one-second bound.
-// (A kill inside claim_slot after its CAS 0 -> RESERVED likewise leaks the slot
-// forever, with readers 0: capacity, not liveness.)
+// Reclaiming a dead reader's slot is: CAS pid -> RESERVED_BIT | me, swap readers to
+// 0, store pid 0. A process SIGKILLed between the CAS and the swap (any process can be
+// the reclaimer: a writer draining, or a first-time caller in claim_slot) leaves the
+// slot marked with readers != 0. Found in review: the mark used to be anonymous, so
+// nobody could tell its maker had died and every writer drained that slot forever.
+// Now the mark names the reclaimer, and a dead reclaimer's job is finished by the
+// next one. The test builds exactly that state and checks SPEC §2's one-second bound.
 
 #[test]
-#[ignore = "BUG: a slot left RESERVED with readers != 0 (reclaimer killed mid-reclaim) blocks every writer forever; reproduce: cargo test --release --test review -- --ignored --exact slot_left_reserved_by_a_killed_reclaimer_does_not_block_writers"]
 fn slot_left_reserved_by_a_killed_reclaimer_does_not_block_writers() {
     let _g = serial();
     let name = ShmName::new("rev-reserved");
