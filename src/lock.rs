@@ -125,7 +125,7 @@ pub fn claim_slot(ctl: &Control) -> Result<(u32, bool)> {
                 slot.readers.store(0, Ordering::Relaxed);
                 slot.start.store(start, Ordering::Relaxed);
                 slot.pid.store(pid, Ordering::Release);
-                ctl.lock.slot_hwm.fetch_max(i as u32 + 1, Ordering::AcqRel);
+                ctl.lock.slot_hwm.fetch_max(i as u32 + 1, Ordering::SeqCst);
                 return Ok((i as u32, recovered));
             }
         }
@@ -154,7 +154,8 @@ fn reclaim_if_dead(ctl: &Control, i: usize) -> Reclaim {
     if pid & RESERVED_BIT != 0 {
         return finish_abandoned_reservation(ctl, i, pid);
     }
-    if !process::is_dead(pid, slot.start.load(Ordering::Acquire)) {
+    let start = slot.start.load(Ordering::Acquire);
+    if !process::is_dead(pid, start) {
         return busy;
     }
     let mut recovered = false;
@@ -174,6 +175,15 @@ fn reclaim_if_dead(ctl: &Control, i: usize) -> Reclaim {
         .compare_exchange(pid, me, Ordering::AcqRel, Ordering::Relaxed)
         .is_err()
     {
+        return Reclaim {
+            free: false,
+            recovered,
+        };
+    }
+    if slot.start.load(Ordering::Acquire) != start {
+        // Freed and claimed again meanwhile by a new process that got the same
+        // pid: not ours to free.
+        slot.pid.store(pid, Ordering::Release);
         return Reclaim {
             free: false,
             recovered,
