@@ -139,8 +139,18 @@ S_classify(pTHX_ SV *sv, num_t *n)
     n->negative = 0;
     if (!SvOK(sv))
         return ARG_UNDEF;
-    if (SvROK(sv))
+    if (SvROK(sv)) {
+        /* A number object (Math::BigInt, "use bigint"): judge the text its
+         * overloaded "" gives, exactly (uWSGI takes it through SvIV). A plain
+         * reference stays refused. */
+        if (SvAMAGIC(sv)) {
+            STRLEN len;
+            const char *pv = SvPV(sv, len);
+            SV *text = sv_2mortal(newSVpvn(pv, len));
+            return S_classify(aTHX_ text, n);
+        }
         return ARG_REF;
+    }
     if (SvIOK(sv))
         goto integer;
     if (SvNOK(sv))
@@ -540,6 +550,9 @@ S_readfast(pTHX_ const char *fname, SV *id_sv, SV *pos_sv, SV *buf, SV *len_sv)
         S_die(aTHX_ fname, id, "the buffer is a reference, not a string");
     if (isGV_with_GP(buf) || SvTYPE(buf) >= SVt_PVAV)
         S_die(aTHX_ fname, id, "the buffer is not a plain scalar");
+    if (SvSMAGICAL(buf) && mg_find(buf, PERL_MAGIC_sv))
+        S_die(aTHX_ fname, id,
+              "the buffer is a special variable ($1, $&, ...): give a plain scalar");
 
     n = S_extent(aTHX_ fname, id, pos, len);
 

@@ -432,8 +432,8 @@ sub _send_message {
     my ($F, $opcode, @args) = @_;
     Carp::croak("$F: usage: uwsgi::$F(\$message)") unless @args == 1;
     my $ws = _session($F);
-    my $msg = $args[0];
-    Carp::croak("$F: the message is undef") unless defined $msg;
+    Carp::croak("$F: the message is undef") unless defined $args[0];
+    my $msg = "$args[0]";    # an object's overloaded string, as a plain string
     if (utf8::is_utf8($msg)) {
         if ($opcode == 1) {
             utf8::encode($msg);
