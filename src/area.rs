@@ -227,10 +227,11 @@ impl Area {
         let src = self.ptr(start);
         self.reading(|| {
             // SAFETY: `check` proved [start, start+len) inside the mapping; `buf`
-            // is a distinct private buffer. Another process may write these bytes
+            // is valid for len bytes (it may even overlap a pointer area: `copy`
+            // allows that). Another process may write these bytes
             // concurrently: such a copy is discarded by the optimistic protocol
             // (or prevented by the read lock).
-            unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) }
+            unsafe { std::ptr::copy(src, buf.as_mut_ptr(), buf.len()) }
         })
     }
 
@@ -240,7 +241,7 @@ impl Area {
         self.writing(|| {
             // SAFETY: `check` proved the range inside the mapping; we hold the write
             // lock, so no other caller of this library touches it meanwhile.
-            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) }
+            unsafe { std::ptr::copy(bytes.as_ptr(), dst, bytes.len()) }
         })
     }
 

@@ -2,10 +2,10 @@
 //!
 //! | source      | data                                   | control block                   |
 //! |-------------|----------------------------------------|---------------------------------|
-//! | anonymous   | a memfd, `MAP_SHARED` (fork shares it) | the same memfd, before the data |
-//! | file / fd   | the file, `MAP_SHARED`, from `offset`  | its own memfd                   |
+//! | anonymous   | `MAP_SHARED|MAP_ANONYMOUS` (fork shares it) | the same mapping, before the data |
+//! | file / fd   | the file, `MAP_SHARED`, from `offset`  | its own anonymous shared mapping |
 //! | name        | a POSIX shm object, after the control  | the object's first pages        |
-//! | pointer     | the caller's memory                    | its own memfd                   |
+//! | pointer     | the caller's memory                    | its own anonymous shared mapping |
 //!
 //! Nothing is ever written into a file's bytes but what callers write: the control
 //! block of a file area lives in memory shared with forked children only.
@@ -40,7 +40,64 @@ pub struct Mapping {
     pub size: u64,
     pub control: *const Control,
     pub backing: Backing,
-    _maps: Vec<MmapRaw>,
+    _maps: Vec<Region>,
+}
+
+/// One mapping an area keeps alive (held only to be unmapped on drop).
+#[allow(dead_code)]
+enum Region {
+    /// A file or shared-memory object, through memmap2.
+    File(MmapRaw),
+    /// Anonymous shared memory (`MAP_SHARED | MAP_ANONYMOUS`): shared with forked
+    /// children, and with no file size, so no `ftruncate` that a file-size limit
+    /// (`ulimit -f`, SIGXFSZ) could turn into the death of the process.
+    Anon(AnonMap),
+}
+
+struct AnonMap {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory owned by this value; it is only
+// unmapped in Drop, and all access through it goes through atomics or the area's lock.
+unsafe impl Send for AnonMap {}
+// SAFETY: as above.
+unsafe impl Sync for AnonMap {}
+
+impl AnonMap {
+    fn new(len: u64, what: &str) -> Result<AnonMap> {
+        let len_usize = usize::try_from(len).map_err(|_| too_big(format_args!("{len} bytes")))?;
+        // SAFETY: a fresh anonymous mapping: no address hint, no file; the kernel
+        // returns MAP_FAILED or a new mapping of `len` zeroed bytes.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len_usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Error::io(
+                format_args!("cannot map {len} bytes of {what}"),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(AnonMap {
+            ptr: p.cast(),
+            len: len_usize,
+        })
+    }
+}
+
+impl Drop for AnonMap {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping this value created.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
 }
 
 pub fn page_size() -> u64 {
@@ -64,21 +121,6 @@ fn too_big(what: impl std::fmt::Display) -> Error {
     )
 }
 
-/// A memfd of `len` bytes (zeroed), closed on exec.
-fn memfd(len: u64) -> Result<File> {
-    let name = b"sharedarea\0";
-    // SAFETY: `name` is NUL-terminated; memfd_create returns a new descriptor or -1.
-    let fd = unsafe { libc::memfd_create(name.as_ptr().cast(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(Error::io("memfd_create", std::io::Error::last_os_error()));
-    }
-    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-    let file = unsafe { File::from_raw_fd(fd) };
-    file.set_len(len)
-        .map_err(|e| Error::io(format_args!("cannot size shared memory to {len} bytes"), e))?;
-    Ok(file)
-}
-
 fn map(file: &File, offset: u64, len: u64, what: &str) -> Result<MmapRaw> {
     let len_usize = usize::try_from(len).map_err(|_| too_big(format_args!("{len} bytes")))?;
     MmapOptions::new()
@@ -88,16 +130,15 @@ fn map(file: &File, offset: u64, len: u64, what: &str) -> Result<MmapRaw> {
         .map_err(|e| Error::io(format_args!("cannot map {len} bytes of {what}"), e))
 }
 
-/// A fresh control block in its own shared memory.
-fn private_control(size: u64) -> Result<(MmapRaw, *const Control)> {
-    let file = memfd(control_len())?;
-    let map = map(&file, 0, control_len(), "the control block")?;
-    let control = map.as_ptr() as *const Control;
+/// A fresh control block in its own (anonymous, fork-shared) memory.
+fn private_control(size: u64) -> Result<(Region, *const Control)> {
+    let map = AnonMap::new(control_len(), "the control block")?;
+    let control = map.ptr as *const Control;
     // SAFETY: the mapping is control_len() >= size_of::<Control>() bytes, page
     // aligned, zero-filled (a valid Control: all atomics zero) and lives as long as
-    // the returned MmapRaw.
+    // the returned Region.
     init_identity(unsafe { &*control }, size, 0);
-    Ok((map, control))
+    Ok((Region::Anon(map), control))
 }
 
 fn init_identity(ctl: &Control, size: u64, data_offset: u64) {
@@ -113,20 +154,21 @@ fn init_identity(ctl: &Control, size: u64, data_offset: u64) {
     id.magic.store(MAGIC, Ordering::Release);
 }
 
-fn size_in_bytes(spec_text: &str, size: Size, round_to_pages: bool) -> Result<Option<u64>> {
+fn size_in_bytes(size: Size, round_to_pages: bool) -> Result<Option<u64>> {
     let page = page_size();
     let bytes = match size {
         Size::Unspecified => return Ok(None),
         Size::Pages(p) => p
             .checked_mul(page)
-            .ok_or_else(|| too_big(format_args!("spec \"{spec_text}\": {p} pages")))?,
+            .ok_or_else(|| too_big(format_args!("{p} pages")))?,
         Size::Bytes(b) if round_to_pages => b
             .checked_next_multiple_of(page)
-            .ok_or_else(|| too_big(format_args!("spec \"{spec_text}\": {b} bytes")))?,
+            .ok_or_else(|| too_big(format_args!("{b} bytes")))?,
         Size::Bytes(b) => b,
     };
-    if bytes > isize::MAX as u64 {
-        return Err(too_big(format_args!("spec \"{spec_text}\": {bytes} bytes")));
+    // With its control block in front it must still fit a file offset.
+    if bytes > (i64::MAX as u64) - control_len() {
+        return Err(too_big(format_args!("{bytes} bytes")));
     }
     Ok(Some(bytes))
 }
@@ -134,19 +176,14 @@ fn size_in_bytes(spec_text: &str, size: Size, round_to_pages: bool) -> Result<Op
 /// Creates (or attaches) the memory a parsed spec describes. Every error names
 /// the spec.
 pub fn create(spec_text: &str, spec: &Spec) -> Result<Mapping> {
-    create_from(spec_text, spec).map_err(|e| {
-        if e.detail.contains(spec_text) {
-            e
-        } else {
-            Error::new(e.status, format!("spec \"{spec_text}\": {}", e.detail))
-        }
-    })
+    create_from(spec)
+        .map_err(|e| Error::new(e.status, format!("spec \"{spec_text}\": {}", e.detail)))
 }
 
-fn create_from(spec_text: &str, spec: &Spec) -> Result<Mapping> {
+fn create_from(spec: &Spec) -> Result<Mapping> {
     match &spec.source {
         Source::Anonymous => {
-            let size = size_in_bytes(spec_text, spec.size, true)?.unwrap_or(0);
+            let size = size_in_bytes(spec.size, true)?.unwrap_or(0);
             anonymous(size)
         }
         Source::File(path) => {
@@ -154,10 +191,8 @@ fn create_from(spec_text: &str, spec: &Spec) -> Result<Mapping> {
                 .read(true)
                 .write(true)
                 .open(path)
-                .map_err(|e| {
-                    Error::io(format_args!("spec \"{spec_text}\": cannot open {path}"), e)
-                })?;
-            let size = size_in_bytes(spec_text, spec.size, false)?;
+                .map_err(|e| Error::io(format_args!("cannot open {path}"), e))?;
+            let size = size_in_bytes(spec.size, false)?;
             over_file(
                 &file,
                 size,
@@ -167,11 +202,11 @@ fn create_from(spec_text: &str, spec: &Spec) -> Result<Mapping> {
             )
         }
         Source::Fd(fd) => {
-            let size = size_in_bytes(spec_text, spec.size, false)?;
+            let size = size_in_bytes(spec.size, false)?;
             from_fd(*fd, size, spec.offset)
         }
         Source::Named(name) => {
-            let size = size_in_bytes(spec_text, spec.size, false)?;
+            let size = size_in_bytes(spec.size, false)?;
             named(name, size)
         }
     }
@@ -182,9 +217,8 @@ pub fn anonymous(size: u64) -> Result<Mapping> {
     let total = control_len()
         .checked_add(size)
         .ok_or_else(|| too_big(format_args!("{size} bytes")))?;
-    let file = memfd(total)?;
-    let map = map(&file, 0, total, "anonymous shared memory")?;
-    let base = map.as_mut_ptr();
+    let map = AnonMap::new(total, "anonymous shared memory")?;
+    let base = map.ptr;
     // SAFETY: the mapping starts with control_len() zeroed bytes, page aligned,
     // that live as long as `map` (moved into the Mapping below).
     init_identity(unsafe { &*(base as *const Control) }, size, control_len());
@@ -194,7 +228,7 @@ pub fn anonymous(size: u64) -> Result<Mapping> {
         size,
         control: base as *const Control,
         backing: Backing::Anonymous,
-        _maps: vec![map],
+        _maps: vec![Region::Anon(map)],
     })
 }
 
@@ -284,7 +318,7 @@ fn over_file(
         size,
         control,
         backing,
-        _maps: vec![data_map, control_map],
+        _maps: vec![Region::File(data_map), control_map],
     })
 }
 
@@ -302,6 +336,39 @@ pub fn pointer(ptr: *mut u8, len: u64) -> Result<Mapping> {
 
 fn not_an_area(name: &str, why: impl std::fmt::Display) -> Error {
     Error::new(Status::NotAnArea, format!("name={name}: {why}"))
+}
+
+/// How long an attacher waits for a creator that is still setting the object up.
+const CREATOR_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// flock(2) on the file; returns whether it succeeded.
+fn flock(file: &File, op: i32) -> bool {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: flock on a descriptor this File owns.
+        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+            return true;
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return false;
+        }
+    }
+}
+
+/// This process's file-size limit (RLIMIT_FSIZE), if any: growing a shared-memory
+/// object past it would kill the process with SIGXFSZ.
+fn file_size_limit() -> Option<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut r) } != 0
+        || r.rlim_cur == libc::RLIM_INFINITY
+    {
+        return None;
+    }
+    Some(r.rlim_cur)
 }
 
 /// Creates the named area, or attaches to it if it exists.
@@ -323,10 +390,23 @@ pub fn named(name: &str, size: Option<u64>) -> Result<Mapping> {
         if fd >= 0 {
             // SAFETY: a fresh descriptor owned by this File.
             let file = unsafe { File::from_raw_fd(fd) };
+            // Attachers wait on this lock while the object is being set up; it
+            // goes away by itself if this process dies meanwhile.
+            flock(&file, libc::LOCK_EX);
             let made = (|| {
                 let total = header
                     .checked_add(size)
                     .ok_or_else(|| too_big(format_args!("name={name}: {size} bytes")))?;
+                if let Some(limit) = file_size_limit() {
+                    if total > limit {
+                        return Err(Error::new(
+                            Status::Io,
+                            format!(
+                                "name={name}: {total} bytes exceed this process's file-size limit (ulimit -f: {limit} bytes)"
+                            ),
+                        ));
+                    }
+                }
                 file.set_len(total).map_err(|e| {
                     Error::io(format_args!("name={name}: cannot size to {total} bytes"), e)
                 })?;
@@ -335,6 +415,7 @@ pub fn named(name: &str, size: Option<u64>) -> Result<Mapping> {
                 // SAFETY: the object was just created and sized: its first
                 // `header` bytes are zero and mapped for as long as `map` lives.
                 init_identity(unsafe { &*(base as *const Control) }, size, header);
+                flock(&file, libc::LOCK_UN);
                 Ok(finish_named(map, base, size, header))
             })();
             if made.is_err() {
@@ -368,7 +449,26 @@ pub fn named(name: &str, size: Option<u64>) -> Result<Mapping> {
     // SAFETY: a fresh descriptor owned by this File.
     let file = unsafe { File::from_raw_fd(fd) };
     use std::os::unix::fs::MetadataExt;
-    // The creator may be between shm_open and ftruncate/initialisation: wait a little.
+    // A creator holds an exclusive flock while it sizes and initialises the
+    // object: wait for it (bounded; a dead creator's lock is gone already).
+    let setup_deadline = std::time::Instant::now() + CREATOR_WAIT;
+    loop {
+        if flock(&file, libc::LOCK_SH | libc::LOCK_NB) {
+            flock(&file, libc::LOCK_UN);
+            break;
+        }
+        if std::time::Instant::now() > setup_deadline {
+            return Err(not_an_area(
+                name,
+                format_args!(
+                    "its creator is still setting {shm_name} up after {} s",
+                    CREATOR_WAIT.as_secs()
+                ),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // The creator may be between shm_open and its flock: wait a little.
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(100);
     let meta = loop {
         let meta = file
@@ -454,6 +554,6 @@ fn finish_named(map: MmapRaw, base: *mut u8, size: u64, header: u64) -> Mapping 
         size,
         control: base as *const Control,
         backing: Backing::Named,
-        _maps: vec![map],
+        _maps: vec![Region::File(map)],
     }
 }

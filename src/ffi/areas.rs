@@ -41,9 +41,16 @@ pub extern "C" fn sharedarea_init(spec: *const c_char) -> i32 {
             return Err(super::null("spec"));
         }
         // SAFETY: the caller passes a NUL-terminated string (checked non-NULL).
-        let text = unsafe { CStr::from_ptr(spec) }
-            .to_str()
-            .map_err(|_| Error::new(Status::InvalidSpec, "the spec is not UTF-8 text"))?;
+        let raw = unsafe { CStr::from_ptr(spec) };
+        let text = raw.to_str().map_err(|_| {
+            Error::new(
+                Status::InvalidSpec,
+                format!(
+                    "invalid spec \"{}\": it is not UTF-8 text (paths and names in specs must be UTF-8)",
+                    raw.to_string_lossy()
+                ),
+            )
+        })?;
         let parsed = Spec::parse(text)?;
         registry::add(|| backing::create(text, &parsed))
     })
@@ -63,6 +70,12 @@ pub extern "C" fn sharedarea_init_ptr(ptr: *mut c_void, len: u64) -> i32 {
                 format!("len {len}: an area needs 1 to 2^63-1 bytes"),
             ));
         }
+        if (ptr as usize).checked_add(len as usize).is_none() {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                format!("ptr {ptr:p} + len {len} wraps around the address space"),
+            ));
+        }
         registry::add(|| backing::pointer(ptr.cast(), len))
     })
 }
@@ -79,7 +92,17 @@ pub extern "C" fn sharedarea_init_fd(fd: i32, len: u64, offset: i64) -> i32 {
             )
         })?;
         let size = if len == 0 { None } else { Some(len) };
-        registry::add(|| backing::from_fd(fd, size, offset))
+        // No spec here: a bad length or offset is a bad argument.
+        registry::add(|| backing::from_fd(fd, size, offset)).map_err(|e| {
+            if e.status == Status::InvalidSpec {
+                Error::new(
+                    Status::InvalidArgument,
+                    e.detail.replace("give size=", "give a non-zero len"),
+                )
+            } else {
+                e
+            }
+        })
     })
 }
 

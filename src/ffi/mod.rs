@@ -23,7 +23,7 @@ pub mod websocket;
 /// Room for this thread's last error text. A fixed buffer, rewritten in place, so
 /// a pointer from `sharedarea_last_error` never dangles (its text changes with
 /// the thread's next failure).
-const LAST_ERROR_CAP: usize = 1024;
+const LAST_ERROR_CAP: usize = 4096;
 
 thread_local! {
     static LAST_ERROR: RefCell<[u8; LAST_ERROR_CAP]> = const { RefCell::new([0; LAST_ERROR_CAP]) };
