@@ -73,6 +73,25 @@ struct Row {
     note: String,
 }
 
+impl Row {
+    /// A row from a (median, min, max) triple.
+    fn new(
+        name: String,
+        (med, min, max): (f64, f64, f64),
+        unit: &'static str,
+        note: String,
+    ) -> Row {
+        Row {
+            name,
+            med,
+            min,
+            max,
+            unit,
+            note,
+        }
+    }
+}
+
 fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     (v[v.len() / 2], v[0], v[v.len() - 1])
@@ -212,27 +231,23 @@ fn bench_main() {
     };
     let small = |name: &str, p: Paired, rows: &mut Vec<Row>| {
         if rows.is_empty() {
-            rows.push(Row {
-                name: "baseline: AtomicI64::fetch_add + bounds check".into(),
-                med: p.base.0,
-                min: p.base.1,
-                max: p.base.2,
-                unit: "ns/op",
-                note: String::new(),
-            });
+            rows.push(Row::new(
+                "baseline: AtomicI64::fetch_add + bounds check".into(),
+                p.base,
+                "ns/op",
+                String::new(),
+            ));
         }
-        rows.push(Row {
-            name: name.into(),
-            med: p.op.0,
-            min: p.op.1,
-            max: p.op.2,
-            unit: "ns/op",
-            note: format!(
+        rows.push(Row::new(
+            name.into(),
+            p.op,
+            "ns/op",
+            format!(
                 "{:.2}x baseline (target <= 2x) {}",
                 p.ratio,
                 verdict(p.ratio <= 2.0)
             ),
-        });
+        ));
     };
     let mut v = 0i64;
     let p = paired(base, |_| {
@@ -276,32 +291,28 @@ fn bench_main() {
         let b = sa::sharedarea_unlock(black_box(id));
         black_box((a, b));
     });
-    rows.push(Row {
-        name: "sharedarea_rlock + sharedarea_unlock".into(),
-        med: p.op.0,
-        min: p.op.1,
-        max: p.op.2,
-        unit: "ns/pair",
-        note: format!(
+    rows.push(Row::new(
+        "sharedarea_rlock + sharedarea_unlock".into(),
+        p.op,
+        "ns/pair",
+        format!(
             "{:.2}x fetch_add+fetch_sub ({:.1} ns) (target <= 2x) {}",
             p.ratio,
             p.base.0,
             verdict(p.ratio <= 2.0)
         ),
-    });
+    ));
     let p = paired(base2, |_| {
         let a = sa::sharedarea_wlock(black_box(id));
         let b = sa::sharedarea_unlock(black_box(id));
         black_box((a, b));
     });
-    rows.push(Row {
-        name: "sharedarea_wlock + sharedarea_unlock".into(),
-        med: p.op.0,
-        min: p.op.1,
-        max: p.op.2,
-        unit: "ns/pair",
-        note: format!("{:.2}x fetch_add+fetch_sub", p.ratio),
-    });
+    rows.push(Row::new(
+        "sharedarea_wlock + sharedarea_unlock".into(),
+        p.op,
+        "ns/pair",
+        format!("{:.2}x fetch_add+fetch_sub", p.ratio),
+    ));
 
     // --- 64 KiB read vs memcpy from the same kind of memory (shared pages)
     let src = shared_pages(65536);
@@ -328,26 +339,22 @@ fn bench_main() {
             65536,
         ));
     });
-    rows.push(Row {
-        name: "baseline: memcpy 64 KiB (shared pages -> buffer)".into(),
-        med: p.base.0,
-        min: p.base.1,
-        max: p.base.2,
-        unit: "ns/op",
-        note: format!("{:.1} GB/s", 65536.0 / p.base.0),
-    });
-    rows.push(Row {
-        name: "sharedarea_read 64 KiB".into(),
-        med: p.op.0,
-        min: p.op.1,
-        max: p.op.2,
-        unit: "ns/op",
-        note: format!(
+    rows.push(Row::new(
+        "baseline: memcpy 64 KiB (shared pages -> buffer)".into(),
+        p.base,
+        "ns/op",
+        format!("{:.1} GB/s", 65536.0 / p.base.0),
+    ));
+    rows.push(Row::new(
+        "sharedarea_read 64 KiB".into(),
+        p.op,
+        "ns/op",
+        format!(
             "{:.2}x memcpy (target <= 1.2x) {}",
             p.ratio,
             verdict(p.ratio <= 1.2)
         ),
-    });
+    ));
     let p = paired(memcpy, |_| {
         black_box(sa::sharedarea_write(
             black_box(id),
@@ -356,14 +363,12 @@ fn bench_main() {
             65536,
         ));
     });
-    rows.push(Row {
-        name: "sharedarea_write 64 KiB".into(),
-        med: p.op.0,
-        min: p.op.1,
-        max: p.op.2,
-        unit: "ns/op",
-        note: format!("{:.2}x memcpy", p.ratio),
-    });
+    rows.push(Row::new(
+        "sharedarea_write 64 KiB".into(),
+        p.op,
+        "ns/op",
+        format!("{:.2}x memcpy", p.ratio),
+    ));
 
     // --- two processes contending on one counter
     let per = 500_000u64;
