@@ -118,6 +118,28 @@ fn library(name: &str) -> PathBuf {
     p
 }
 
+/// `cc` with the strict flags, the header, and tests/c/abi_test.c -> `exe`; the
+/// caller adds what differs (libraries, sanitizers).
+fn cc_abi_test(exe: &std::path::Path) -> Command {
+    let mut cmd = Command::new("cc");
+    cmd.args(CFLAGS)
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg(root().join("tests/c/abi_test.c"))
+        .arg("-o")
+        .arg(exe);
+    cmd
+}
+
+/// The arguments that link the shared library found in `dir` (with an rpath).
+fn shared_link_args(dir: &std::path::Path) -> [String; 3] {
+    [
+        format!("-L{}", dir.display()),
+        format!("-Wl,-rpath,{}", dir.display()),
+        "-lsharedarea".to_string(),
+    ]
+}
+
 #[test]
 fn c_program_against_the_shared_library() {
     if !have("cc") {
@@ -128,16 +150,7 @@ fn c_program_against_the_shared_library() {
     let dir = so.parent().unwrap();
     let exe = out_dir().join("abi_test_so");
     run(
-        Command::new("cc")
-            .args(CFLAGS)
-            .arg("-I")
-            .arg(root().join("include"))
-            .arg(root().join("tests/c/abi_test.c"))
-            .arg("-o")
-            .arg(&exe)
-            .arg(format!("-L{}", dir.display()))
-            .arg(format!("-Wl,-rpath,{}", dir.display()))
-            .arg("-lsharedarea"),
+        cc_abi_test(&exe).args(shared_link_args(dir)),
         "compiling tests/c/abi_test.c (shared)",
     );
     let mut cmd = Command::new(&exe);
@@ -154,15 +167,7 @@ fn c_program_against_the_static_library() {
     let a = library("libsharedarea.a");
     let exe = out_dir().join("abi_test_static");
     run(
-        Command::new("cc")
-            .args(CFLAGS)
-            .arg("-I")
-            .arg(root().join("include"))
-            .arg(root().join("tests/c/abi_test.c"))
-            .arg("-o")
-            .arg(&exe)
-            .arg(&a)
-            .args(NATIVE_STATIC_LIBS),
+        cc_abi_test(&exe).arg(&a).args(NATIVE_STATIC_LIBS),
         "compiling tests/c/abi_test.c (static)",
     );
     run_bounded(
@@ -181,22 +186,14 @@ fn c_program_under_sanitizers() {
     let so = library("libsharedarea.so");
     let dir = so.parent().unwrap();
     let exe = out_dir().join("abi_test_asan");
-    let out = Command::new("cc")
-        .args(CFLAGS)
+    let out = cc_abi_test(&exe)
         .args([
             "-g",
             "-fsanitize=address,undefined",
             "-fno-omit-frame-pointer",
             "-fno-sanitize-recover=all",
         ])
-        .arg("-I")
-        .arg(root().join("include"))
-        .arg(root().join("tests/c/abi_test.c"))
-        .arg("-o")
-        .arg(&exe)
-        .arg(format!("-L{}", dir.display()))
-        .arg(format!("-Wl,-rpath,{}", dir.display()))
-        .arg("-lsharedarea")
+        .args(shared_link_args(dir))
         .output()
         .unwrap();
     if !out.status.success() {

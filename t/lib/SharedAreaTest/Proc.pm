@@ -25,7 +25,7 @@ our @EXPORT_OK = qw(
     repo_root blib_dirs require_blib free_port tmpdir write_file slurp
     start_server start_starman start_uwsgi uwsgi_psgi_available stop_server
     http_get http_send http_finish run_clients wait_child guard_test
-    spawn_perl finish_perl run_perl
+    spawn_perl finish_perl run_perl stop_process_group
 );
 
 my $OWNER = $$;
@@ -257,7 +257,15 @@ TERM to the server's process group, then KILL after 5 s; reaps the leader.
 sub stop_server {
     my ($srv) = @_;
     return unless $srv && $srv->{pid} && $LIVE{ $srv->{pid} };
-    my $pid = $srv->{pid};
+    stop_process_group($srv->{pid});
+    delete $LIVE{ $srv->{pid} };
+    return;
+}
+
+# TERM to the process group led by PID, up to 5 s for the leader to end, then
+# KILL to the whole group (workers may outlive the leader for a moment), reaped.
+sub stop_process_group {
+    my ($pid) = @_;
     kill 'TERM', -$pid;
     my $deadline = time + 5;
     my $reaped = 0;
@@ -266,10 +274,8 @@ sub stop_server {
         if ($r == $pid || $r == -1) { $reaped = 1; last }
         sleep 0.05;
     }
-    # Workers may outlive the leader for a moment; the group gets KILL anyway.
     kill 'KILL', -$pid;
     waitpid($pid, 0) unless $reaped;
-    delete $LIVE{$pid};
     return;
 }
 

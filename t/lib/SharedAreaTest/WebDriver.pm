@@ -15,6 +15,7 @@ use IO::Socket::INET;
 use JSON::PP ();
 use MIME::Base64 qw(decode_base64);
 use POSIX qw(WNOHANG _exit setsid);
+use SharedAreaTest::Proc ();
 use Time::HiRes qw(time sleep);
 
 my %LIVE;    # chromedriver pid => object, for END cleanup
@@ -259,16 +260,7 @@ sub quit {
         $self->{http} = $http;
         delete $self->{session};
     }
-    kill 'TERM', -$pid;
-    my $deadline = time + 5;
-    my $reaped = 0;
-    while (time < $deadline) {
-        my $r = waitpid($pid, WNOHANG);
-        if ($r == $pid || $r == -1) { $reaped = 1; last }
-        sleep 0.05;
-    }
-    kill 'KILL', -$pid;
-    waitpid($pid, 0) unless $reaped;
+    SharedAreaTest::Proc::stop_process_group($pid);
     delete $LIVE{$pid};
     delete $self->{pid};
     return;
