@@ -1325,6 +1325,22 @@ abi_version(...)
     XSRETURN_UV((UV)sharedarea_abi_version());
 
 void
+remove(...)
+  CODE:
+    S_check_items(aTHX_ items, 1, 1, "SharedArea::remove(name)");
+    {
+        STRLEN len;
+        const char *name = S_arg_bytes(aTHX_ "SharedArea::remove", -1, "name", ST(0), &len);
+        int32_t st;
+        if (memchr(name, '\0', len))
+            S_die(aTHX_ "SharedArea::remove", -1, "name contains a NUL byte");
+        st = sharedarea_unlink(SvPVX(sv_2mortal(newSVpvn(name, len))));
+        if (st < 0)
+            S_croak_core(aTHX_ "SharedArea::remove", -1, st);
+    }
+    XSRETURN_YES;
+
+void
 _ws_send(...)
   CODE:
     S_check_items(aTHX_ items, 4, 4, "SharedArea::_ws_send(fname, fd, opcode, bytes)");

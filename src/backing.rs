@@ -271,10 +271,21 @@ fn over_file(
     let meta = file
         .metadata()
         .map_err(|e| Error::io(format_args!("cannot stat {what}"), e))?;
-    let regular = meta.file_type().is_file();
+    // Only a regular file (shared-memory objects and memfds are regular files
+    // too) has a length to check a range against: a device such as /dev/zero
+    // maps, then dies with SIGBUS on access past whatever it really backs.
+    if !meta.file_type().is_file() {
+        return Err(Error::new(
+            Status::InvalidSpec,
+            format!(
+                "{what} is {}, not a regular file or shared-memory object (an area maps only those)",
+                file_kind(&meta.file_type())
+            ),
+        ));
+    }
     let size = match size {
         Some(s) => s,
-        None if regular => match meta.len().checked_sub(offset) {
+        None => match meta.len().checked_sub(offset) {
             Some(s) if s > 0 => s,
             _ => {
                 return Err(Error::new(
@@ -286,12 +297,6 @@ fn over_file(
                 ))
             }
         },
-        None => {
-            return Err(Error::new(
-                Status::InvalidSpec,
-                format!("{what} is not a regular file: give size="),
-            ))
-        }
     };
     if size == 0 {
         return Err(Error::new(
@@ -302,7 +307,7 @@ fn over_file(
     let end = offset
         .checked_add(size)
         .ok_or_else(|| too_big(format_args!("{what}: offset {offset} + size {size}")))?;
-    if regular && meta.len() < end {
+    if meta.len() < end {
         return Err(Error::new(
             Status::InvalidSpec,
             format!(
@@ -371,6 +376,48 @@ fn file_size_limit() -> Option<u64> {
     Some(r.rlim_cur)
 }
 
+/// Sizes a fresh shared-memory object to `len` bytes with its memory reserved
+/// (`posix_fallocate`): a full `/dev/shm` is an error now (ENOSPC), not a SIGBUS
+/// at the first write to a page tmpfs cannot back.
+fn reserve(file: &File, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len =
+        libc::off_t::try_from(len).map_err(|_| std::io::Error::from_raw_os_error(libc::EFBIG))?;
+    loop {
+        // SAFETY: posix_fallocate on a descriptor this File owns; it returns an
+        // error number instead of setting errno.
+        match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+            0 => return Ok(()),
+            libc::EINTR => continue,
+            // A filesystem without fallocate (not tmpfs): size it the plain way.
+            libc::EOPNOTSUPP => return file.set_len(len as u64),
+            e => return Err(std::io::Error::from_raw_os_error(e)),
+        }
+    }
+}
+
+/// Where POSIX shared-memory objects live (for messages).
+pub fn shm_dir() -> &'static str {
+    "/dev/shm"
+}
+
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
 /// Creates the named area, or attaches to it if it exists.
 pub fn named(name: &str, size: Option<u64>) -> Result<Mapping> {
     let shm_name = format!("/{}", name.strip_prefix('/').unwrap_or(name));
@@ -407,8 +454,11 @@ pub fn named(name: &str, size: Option<u64>) -> Result<Mapping> {
                         ));
                     }
                 }
-                file.set_len(total).map_err(|e| {
-                    Error::io(format_args!("name={name}: cannot size to {total} bytes"), e)
+                reserve(&file, total).map_err(|e| {
+                    Error::io(
+                        format_args!("name={name}: cannot reserve {total} bytes in {}", shm_dir()),
+                        e,
+                    )
                 })?;
                 let map = map(&file, 0, total, &format!("name={name}"))?;
                 let base = map.as_mut_ptr();

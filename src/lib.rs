@@ -13,6 +13,7 @@
 //! * [`area`]      bounds-checked operations on one area
 //! * [`registry`]  this process's table of areas
 //! * [`websocket`] RFC 6455 frames sent straight from an area
+//! * [`inspect`]   named areas seen from outside (the `sharedarea` command, unlink)
 //! * [`status`]    status codes and error texts
 //! * [`ffi`]       the C boundary
 
@@ -21,6 +22,7 @@ pub mod backing;
 pub mod control;
 pub mod ffi;
 pub mod futex;
+pub mod inspect;
 pub mod lock;
 pub mod process;
 pub mod registry;

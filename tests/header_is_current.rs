@@ -119,6 +119,7 @@ fn header_declares_the_whole_abi() {
         "sharedarea_set_used",
         "sharedarea_honour_used",
         "sharedarea_info",
+        "sharedarea_unlink",
         "sharedarea_strerror",
         "sharedarea_last_error",
         "sharedarea_ws_send",

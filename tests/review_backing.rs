@@ -296,7 +296,11 @@ fn special_files_and_descriptors_are_refused_cleanly() {
     let d = dir.to_str().unwrap().to_string();
     refused_cleanly(format!("file={d},size=4096").as_bytes(), &[IO_ERR], &d);
     refused_cleanly(format!("file={d}").as_bytes(), &[IO_ERR, SPEC_ERR], &d);
-    refused_cleanly(b"file=/dev/null,size=4096", &[IO_ERR], "/dev/null");
+    refused_cleanly(
+        b"file=/dev/null,size=4096",
+        &[IO_ERR, SPEC_ERR],
+        "/dev/null",
+    );
     refused_cleanly(b"file=/dev/null", &[SPEC_ERR, IO_ERR], "/dev/null");
 
     // A FIFO: opening it read-write must not block, and it cannot be mapped.
@@ -324,7 +328,7 @@ fn special_files_and_descriptors_are_refused_cleanly() {
     );
     refused_cleanly(
         format!("fd={s1},size=4096").as_bytes(),
-        &[IO_ERR],
+        &[IO_ERR, SPEC_ERR],
         &format!("fd {s1}"),
     );
     close(s1);

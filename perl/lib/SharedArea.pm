@@ -178,7 +178,8 @@ without a size, to the end of the file.
 =item C<name=NAME>
 
 a named area (a POSIX shared-memory object): created if absent, attached if
-present, shared with any process that names it, forked or not.
+present, shared with any process that names it, forked or not.  It outlives
+the processes that use it: see L</Named areas over their life>.
 
 =back
 
@@ -209,6 +210,45 @@ die.
 =back
 
 Areas live until the process exits.
+
+=head2 Named areas over their life
+
+A C<name=NAME> area is the file F</dev/shm/NAME> (a POSIX shared-memory
+object, mode 0600, owned by its creator).  It B<persists until it is removed
+or the host reboots>: the data, the counters and the update count survive
+every process that used it, and the next C<name=NAME> attaches to the same
+bytes.  Remove one with L</SharedArea::remove($name)>, the C<sharedarea rm>
+command, or C<sharedarea_unlink()> in C; list them with C<sharedarea ls>.
+
+Removing a name does not pull the memory from under anyone: processes that
+have the area keep using it (its lock and counters too) until they exit, and
+the memory is freed when the last one has gone.  A later C<name=NAME> with a
+size creates a new, empty area that those processes do not see.
+
+Creating a named area reserves its memory (C<posix_fallocate>), so a full
+F</dev/shm> is an error from C<init> (C<No space left on device>), never a
+crash on a later write.
+
+Two things the library cannot guard against:
+
+=over 4
+
+=item * Truncation.  A process that shrinks the object (C<truncate -s 0
+/dev/shm/NAME>) or a file behind a C<file=> area makes every process using
+the lost pages die with C<SIGBUS> on their next access.  Remove areas with
+C<remove>, never by truncating them.
+
+=item * C<file=> between unrelated processes.  The lock and counters of a
+C<file=> or C<fd=> area live in memory shared only with forked children, not in
+the file: two processes that each map the same file with their own C<init>
+have separate locks, so their C<inc> and locked updates can be lost, and one's
+C<wait> does not see the other's writes.  Unrelated processes share an area
+with C<name=>.
+
+=back
+
+Only regular files and shared-memory objects can back an area: a device
+(C<file=/dev/zero>), FIFO, socket or directory is refused.
 
 =head2 Errors
 
@@ -369,6 +409,15 @@ The area's update counter now.
 =head2 SharedArea::abi_version()
 
 The version of the C ABI of the linked core.
+
+=head2 SharedArea::remove($name)
+
+Removes the named area C<$name> (as in C<name=NAME>, with or without a
+leading C</>) and returns 1.  Processes that have it keep using their memory
+until they exit (see L</Named areas over their life>).  Dies, removing
+nothing, when there is no such name (C<no area named "NAME">), when the
+object is not a sharedarea (another program's shared memory), or when the
+operating system refuses (another user's area).
 
 =head1 Migrating from uWSGI
 

@@ -184,3 +184,31 @@ pub extern "C" fn sharedarea_info(id: i32, out: *mut sharedarea_info) -> i32 {
         Ok(0)
     })
 }
+
+/// Removes the named area `name` (as given to `name=`, with or without its
+/// leading '/'): its name goes away at once, so the next `name=` with that name
+/// creates a new, empty area. Processes that have it attached keep using their
+/// memory (and its lock and counters) until they exit; the memory is freed when
+/// the last of them has gone. Named areas otherwise persist (in /dev/shm) until
+/// removed or the host reboots. Errors: SHAREDAREA_E_NO_SUCH_AREA (no object by
+/// that name), SHAREDAREA_E_NOT_AN_AREA (the object is not a sharedarea: nothing
+/// is removed), SHAREDAREA_E_INVALID_ARGUMENT (not a valid name),
+/// SHAREDAREA_E_IO (not permitted, ...).
+#[no_mangle]
+pub extern "C" fn sharedarea_unlink(name: *const c_char) -> i32 {
+    boundary("sharedarea_unlink", || {
+        if name.is_null() {
+            return Err(super::null("name"));
+        }
+        // SAFETY: the caller passes a NUL-terminated string (checked non-NULL).
+        let raw = unsafe { CStr::from_ptr(name) };
+        let text = raw.to_str().map_err(|_| {
+            Error::new(
+                Status::InvalidArgument,
+                format!("name \"{}\" is not UTF-8 text", raw.to_string_lossy()),
+            )
+        })?;
+        crate::inspect::unlink(text)?;
+        Ok(0)
+    })
+}

@@ -305,6 +305,26 @@ static void test_ws(void)
     close(sv[0]);
 }
 
+static void test_named_unlink(void)
+{
+    char spec[96], name[64];
+    int32_t id;
+    int64_t v = 0;
+    snprintf(name, sizeof name, "sa-abi-test-%ld", (long)getpid());
+    snprintf(spec, sizeof spec, "name=%s,size=4096", name);
+    id = sharedarea_init(spec);
+    CHECK(id >= 0, "init %s", spec);
+    if (id < 0)
+        return;
+    CHECK_EQ(sharedarea_unlink(name), SHAREDAREA_OK);
+    CHECK_EQ(sharedarea_unlink(name), SHAREDAREA_E_NO_SUCH_AREA);
+    CHECK(strstr(sharedarea_last_error(), name) != NULL, "last_error names %s", name);
+    CHECK_EQ(sharedarea_inc64(id, 0, 2, &v), SHAREDAREA_OK); /* still attached */
+    CHECK_EQ(v, 2);
+    CHECK_EQ(sharedarea_unlink(NULL), SHAREDAREA_E_NULL_POINTER);
+    CHECK_EQ(sharedarea_unlink("a/b"), SHAREDAREA_E_INVALID_ARGUMENT);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -318,6 +338,7 @@ int main(void)
     test_fork_counting();
     test_wait();
     test_ws();
+    test_named_unlink();
     printf("abi_test: %d checks, %d failures\n", checks, failures);
     return failures == 0 ? 0 : 1;
 }
