@@ -75,6 +75,13 @@ impl Area {
         self.mapping.size
     }
 
+    /// The area's first byte, for zero-copy views that bypass the lock and the
+    /// update counter (Python's `sharedarea_memoryview`, as in uWSGI). Valid for
+    /// `size()` bytes for the life of the process.
+    pub fn data_ptr(&self) -> *mut u8 {
+        self.mapping.data
+    }
+
     fn control(&self) -> &Control {
         // SAFETY: the control block is mapped for as long as the Area lives and
         // every bit pattern of it is valid (all atomics).

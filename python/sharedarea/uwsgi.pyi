@@ -1,0 +1,3 @@
+import types
+
+module: types.ModuleType

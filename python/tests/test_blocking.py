@@ -1,0 +1,165 @@
+"""Blocking calls release the GIL and yield to signals; plain operations never
+deadlock against a thread of the same process that holds the area's lock.
+
+Every scenario that could hang runs in a subprocess with a timeout, so a
+regression fails the test instead of hanging the run."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import sharedarea
+
+from conftest import run_python
+
+
+def test_wait_releases_the_gil_so_other_threads_run(new_area: Any) -> None:
+    a = new_area()
+    done: list[float] = []
+
+    def waiter() -> None:
+        t0 = time.monotonic()
+        sharedarea.sharedarea_wait(a, 0, 10)
+        done.append(time.monotonic() - t0)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.05)
+    # Pure-Python work in this thread: it can only run while the waiter does not hold the GIL.
+    t0 = time.monotonic()
+    spins = 0
+    while time.monotonic() - t0 < 0.3:
+        spins += 1
+    assert spins > 10_000
+    assert t.is_alive() and not done
+    sharedarea.sharedarea_write(a, 0, b"wake")
+    t.join(5)
+    assert done and done[0] < 5
+
+
+def test_wait_is_woken_by_a_write_in_another_process(new_area: Any) -> None:
+    import multiprocessing
+
+    a = new_area()
+
+    def writer() -> None:
+        time.sleep(0.3)
+        sharedarea.sharedarea_write(a, 0, b"x")
+
+    p = multiprocessing.get_context("fork").Process(target=writer)
+    t0 = time.monotonic()
+    p.start()
+    sharedarea.sharedarea_wait(a, 0, 10)
+    elapsed = time.monotonic() - t0
+    p.join(10)
+    assert 0.25 < elapsed < 5
+    assert sharedarea.sharedarea_read(a, 0, 1) == b"x"
+
+
+def test_ctrl_c_interrupts_wait_promptly_and_leaves_nothing_held() -> None:
+    r = run_python(
+        "import os, signal, threading, time, sharedarea\n"
+        "a = sharedarea.init('1')\n"
+        "threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
+        "t0 = time.monotonic()\n"
+        "try:\n"
+        "    sharedarea.sharedarea_wait(a, 0, 30)\n"
+        "    print('returned')\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', round(time.monotonic() - t0, 2))\n"
+        "sharedarea.sharedarea_write(a, 0, b'ok')\n"
+        "print(sharedarea._sharedarea._explicit_holds(), sharedarea.sharedarea_read(a, 0, 2).decode())\n",
+        timeout=20,
+    )
+    assert r.returncode == 0, r.stderr
+    words = r.stdout.split()
+    assert words[0] == "interrupted" and float(words[1]) < 1.5, r.stdout
+    assert words[2:] == ["0", "ok"]
+
+
+def test_a_signal_handler_that_returns_lets_the_wait_go_on() -> None:
+    r = run_python(
+        "import os, signal, threading, time, sharedarea\n"
+        "a = sharedarea.init('1')\n"
+        "seen = []\n"
+        "signal.signal(signal.SIGUSR1, lambda *_: seen.append(time.monotonic()))\n"
+        "threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1)).start()\n"
+        "threading.Timer(0.6, sharedarea.sharedarea_update, (a,)).start()\n"
+        "t0 = time.monotonic()\n"
+        "sharedarea.sharedarea_wait(a, 0, 30)\n"
+        "print(len(seen), round(seen[0] - t0, 2), round(time.monotonic() - t0, 2))\n",
+        timeout=20,
+    )
+    assert r.returncode == 0, r.stderr
+    n, handler_at, woke_at = r.stdout.split()
+    assert n == "1" and float(handler_at) < 0.5 and 0.5 < float(woke_at) < 5, r.stdout
+
+
+def test_a_timed_wait_that_is_interrupted_keeps_its_deadline() -> None:
+    r = run_python(
+        "import os, signal, threading, time, sharedarea\n"
+        "a = sharedarea.init('1')\n"
+        "signal.signal(signal.SIGUSR1, lambda *_: None)\n"
+        "for d in (0.1, 0.2, 0.3): threading.Timer(d, os.kill, (os.getpid(), signal.SIGUSR1)).start()\n"
+        "t0 = time.monotonic()\n"
+        "try: sharedarea.sharedarea_wait(a, 0, 0.5)\n"
+        "except sharedarea.TimedOutError as e: print(round(time.monotonic() - t0, 2), e)\n",
+        timeout=20,
+    )
+    assert r.returncode == 0, r.stderr
+    took = float(r.stdout.split()[0])
+    assert 0.45 < took < 1.5 and "timed out after 0.5 s" in r.stdout, r.stdout
+
+
+def test_an_operation_waits_for_a_thread_holding_the_lock_without_deadlock() -> None:
+    # Thread A holds the write lock and needs the GIL to reach unlock; the main
+    # thread's inc64 must release the GIL while it waits for the lock.
+    r = run_python(
+        "import threading, time, sharedarea\n"
+        "a = sharedarea.init('1')\n"
+        "held = threading.Event()\n"
+        "def holder():\n"
+        "    sharedarea.sharedarea_wlock(a)\n"
+        "    held.set()\n"
+        "    time.sleep(0.3)\n"
+        "    sharedarea.sharedarea_write64(a, 0, 100)\n"
+        "    x = sum(range(100000))\n"
+        "    sharedarea.sharedarea_unlock(a)\n"
+        "t = threading.Thread(target=holder); t.start(); held.wait()\n"
+        "t0 = time.monotonic()\n"
+        "print(sharedarea.sharedarea_inc64(a, 0), round(time.monotonic() - t0, 2))\n"
+        "t.join()\n"
+        "print(sharedarea._sharedarea._explicit_holds())\n",
+        timeout=20,
+    )
+    assert r.returncode == 0, r.stderr
+    value, waited, holds = r.stdout.split()
+    assert value == "101" and 0.2 < float(waited) < 5 and holds == "0", r.stdout
+
+
+def test_rlock_and_wlock_release_the_gil_while_blocked() -> None:
+    # Another process holds the write lock; this process's rlock blocks in one
+    # thread while the main thread keeps running Python code.
+    r = run_python(
+        "import os, threading, time, multiprocessing as mp, sharedarea\n"
+        "a = sharedarea.init('1')\n"
+        "ready = mp.get_context('fork').Event(); go = mp.get_context('fork').Event()\n"
+        "def holder():\n"
+        "    sharedarea.sharedarea_wlock(a); ready.set(); go.wait(10); sharedarea.sharedarea_unlock(a)\n"
+        "p = mp.get_context('fork').Process(target=holder); p.start(); ready.wait(10)\n"
+        "got = []\n"
+        "def reader():\n"
+        "    for f in (sharedarea.sharedarea_rlock, sharedarea.sharedarea_unlock, sharedarea.sharedarea_wlock, sharedarea.sharedarea_unlock): f(a)\n"
+        "    got.append(1)\n"
+        "t = threading.Thread(target=reader); t.start()\n"
+        "t0 = time.monotonic(); spins = 0\n"
+        "while time.monotonic() - t0 < 0.3: spins += 1\n"
+        "print(spins > 10000, t.is_alive(), not got)\n"
+        "go.set(); t.join(10); p.join(10)\n"
+        "print(got == [1], p.exitcode)\n",
+        timeout=30,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "True", "True", "True", "0"], r.stdout
