@@ -160,6 +160,9 @@ _BY_KIND: dict[str, type[Error]] = {
 }
 _BY_KIND["IntegerOverflow"] = IntegerOverflowError
 
+for _cls in (Error, IntegerOverflowError, LockRecoveredWarning, *_BY_KIND.values()):
+    _cls.__module__ = "sharedarea"  # shown as sharedarea.OutOfRangeError in tracebacks
+
 
 def _new(kind: str, status: int, function: str, message: str) -> Error:
     """Called by the extension: the exception for a failure of status ``kind``."""

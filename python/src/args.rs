@@ -295,6 +295,23 @@ pub fn spec_text(function: &str, obj: &Bound<'_, PyAny>) -> PyResult<String> {
     }
 }
 
+/// The name of `remove`: a str of UTF-8 text.
+pub fn name_text(function: &str, obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    let s = obj.cast::<PyString>().map_err(|_| {
+        type_error(
+            function,
+            format!("the name must be a str, not {}", type_name(obj)),
+        )
+    })?;
+    s.to_str().map(str::to_string).map_err(|_| {
+        fail_detail(
+            function,
+            Status::InvalidArgument,
+            "the name is not UTF-8 text".to_string(),
+        )
+    })
+}
+
 /// Runs `k` on the bytes of `data`: `bytes`, any buffer, or a `str` as UTF-8.
 #[inline(always)]
 pub fn bytes_of<R>(

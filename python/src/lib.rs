@@ -584,6 +584,22 @@ fn updates(id: &Bound<'_, PyAny>) -> PyResult<u64> {
     Ok(area(F, id)?.updates())
 }
 
+/// remove(name, /) -> None
+///
+/// Removes the named area `name` (as in `name=NAME`, with or without a leading
+/// `/`). Processes that have it keep using their memory until they exit; the
+/// next `name=NAME` creates a new area. Raises, removing nothing, when there is
+/// no such name (`NoSuchAreaError`), when the object is not a sharedarea
+/// (`NotAnAreaError`), or when the operating system refuses (`AreaOSError`).
+#[pyfunction]
+#[pyo3(signature = (name, /))]
+fn remove(py: Python<'_>, name: &Bound<'_, PyAny>) -> PyResult<()> {
+    const F: &str = "remove";
+    let text = args::name_text(F, name)?;
+    py.detach(|| sharedarea::inspect::unlink(&text))
+        .map_err(|e| fail(F, e))
+}
+
 /// abi_version() -> int
 ///
 /// The version of the core's C ABI this extension was built with.
@@ -635,6 +651,7 @@ fn _sharedarea(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_used, m)?)?;
     m.add_function(wrap_pyfunction!(honour_used, m)?)?;
     m.add_function(wrap_pyfunction!(updates, m)?)?;
+    m.add_function(wrap_pyfunction!(remove, m)?)?;
     m.add_function(wrap_pyfunction!(abi_version, m)?)?;
     m.add_function(wrap_pyfunction!(_statuses, m)?)?;
     m.add_function(wrap_pyfunction!(_explicit_holds, m)?)?;

@@ -34,8 +34,8 @@ def shm_name() -> Iterator[str]:
     name = f"sa-pytest-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     yield name
     try:
-        os.unlink(f"/dev/shm/{name}")
-    except FileNotFoundError:
+        sharedarea.remove(name)
+    except sharedarea.NoSuchAreaError:
         pass
 
 

@@ -556,3 +556,25 @@ def test_a_bad_uwsgi_sharedarea_fails_the_import_naming_the_variable() -> None:
     r = run_python("import sharedarea\n", env={"UWSGI_SHAREDAREA": "4;pages=zero"})
     assert r.returncode != 0
     assert "InvalidSpecError: sharedarea: UWSGI_SHAREDAREA='4;pages=zero': init: " in r.stderr
+
+
+def test_remove_removes_a_named_area_and_refuses_what_is_not_one(shm_name: str) -> None:
+    a = sharedarea.init(f"name={shm_name},size=4096")
+    sharedarea.sharedarea_write64(a, 0, 7)
+    sharedarea.remove(shm_name)
+    assert not Path(f"/dev/shm/{shm_name}").exists()
+    assert sharedarea.sharedarea_read64(a, 0) == 7  # this process keeps its memory
+    b = sharedarea.init(f"name={shm_name},size=4096")  # a new, empty area
+    assert sharedarea.sharedarea_read64(b, 0) == 0
+    sharedarea.remove("/" + shm_name)
+    with pytest.raises(sharedarea.NoSuchAreaError, match=r"^remove: .*no area named"):
+        sharedarea.remove(shm_name)
+    Path(f"/dev/shm/{shm_name}").write_bytes(b"not an area" * 100)
+    try:
+        with pytest.raises(sharedarea.NotAnAreaError, match=r"^remove: "):
+            sharedarea.remove(shm_name)
+        assert Path(f"/dev/shm/{shm_name}").exists()
+    finally:
+        Path(f"/dev/shm/{shm_name}").unlink()
+    with pytest.raises(TypeError, match="the name must be a str"):
+        sharedarea.remove(None)  # type: ignore[arg-type]
