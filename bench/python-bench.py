@@ -141,17 +141,26 @@ def contended_rows(n: int) -> list[tuple[str, float, bool]]:
     # sharedarea: an anonymous area inherited by fork.
     area = sharedarea.init("1")
     inc = sharedarea.sharedarea_inc64
-    secs, total = contended(lambda: (lambda: inc(area, 0)), lambda: sharedarea.sharedarea_read64(area, 0), n)  # type: ignore[return-value]
+
+    def sa_op() -> Op:
+        def op() -> None:
+            inc(area, 0)
+
+        return op
+
+    secs, total = contended(sa_op, lambda: sharedarea.sharedarea_read64(area, 0), n)
     rows.append(("sharedarea_inc64", secs * 1e9 / (2 * n), total == 2 * n))
 
     # multiprocessing.shared_memory + multiprocessing.Lock
     shm = shared_memory.SharedMemory(create=True, size=4096)
     lock = multiprocessing.get_context("fork").Lock()
     try:
-        struct.pack_into("q", shm.buf, 0, 0)
+        shm_buf = shm.buf
+        assert shm_buf is not None
+        struct.pack_into("q", shm_buf, 0, 0)
 
         def mp_op() -> Op:
-            buf = shm.buf
+            buf = shm_buf
             unpack, pack = struct.unpack_from, struct.pack_into
 
             def op() -> None:
@@ -160,7 +169,7 @@ def contended_rows(n: int) -> list[tuple[str, float, bool]]:
 
             return op
 
-        secs, total = contended(mp_op, lambda: struct.unpack_from("q", shm.buf, 0)[0], n)
+        secs, total = contended(mp_op, lambda: int(struct.unpack_from("q", shm_buf, 0)[0]), n)
         rows.append(("multiprocessing.shared_memory + multiprocessing.Lock", secs * 1e9 / (2 * n), total == 2 * n))
     finally:
         shm.close()
@@ -236,7 +245,7 @@ def application(env, start_response):
 """
 
 
-def uwsgi_rows(n: int, repeats: int, n_inc: int) -> tuple[dict[str, float], tuple[float, int] | None] | None:
+def uwsgi_rows(n: int, repeats: int, n_inc: int) -> tuple[dict[str, float], tuple[float, int]] | None:
     if shutil.which("uwsgi") is None:
         return None
     probe = subprocess.run(["uwsgi", "--plugin", "python3", "--help"], capture_output=True, text=True)

@@ -35,47 +35,8 @@ import types
 
 from . import _errors
 from ._errors import *  # noqa: F403  (the exception classes)
-from ._sharedarea import (
-    abi_version,
-    count,
-    honour_used,
-    info,
-    init,
-    remove,
-    set_used,
-    sharedarea_dec8,
-    sharedarea_dec16,
-    sharedarea_dec32,
-    sharedarea_dec64,
-    sharedarea_inc8,
-    sharedarea_inc16,
-    sharedarea_inc32,
-    sharedarea_inc64,
-    sharedarea_inclong,
-    sharedarea_memoryview,
-    sharedarea_object,
-    sharedarea_read,
-    sharedarea_read8,
-    sharedarea_read16,
-    sharedarea_read32,
-    sharedarea_read64,
-    sharedarea_readbyte,
-    sharedarea_readinto,
-    sharedarea_readlong,
-    sharedarea_rlock,
-    sharedarea_unlock,
-    sharedarea_update,
-    sharedarea_wait,
-    sharedarea_wlock,
-    sharedarea_write,
-    sharedarea_write8,
-    sharedarea_write16,
-    sharedarea_write32,
-    sharedarea_write64,
-    sharedarea_writebyte,
-    sharedarea_writelong,
-    updates,
-)
+from ._errors import Error
+from ._sharedarea import *  # noqa: F403  (the sharedarea_* functions, init, info, ...)
 from . import _sharedarea
 
 #: The uWSGI names this package provides (what ``install_uwsgi_names`` installs).

@@ -185,3 +185,27 @@ def test_a_named_area_written_by_python_is_read_by_a_c_program(shm_name: str, tm
     assert r.returncode == 0, r.stderr
     assert r.stdout == "-42 hello\n"
     assert sharedarea.sharedarea_read64(a, 0) == -41
+
+
+def test_a_lock_left_by_a_killed_process_is_recovered_with_a_warning(new_area: Any) -> None:
+    a = new_area()
+    ctx = multiprocessing.get_context("fork")
+
+    def die_holding() -> None:
+        sharedarea.sharedarea_wlock(a)
+        sharedarea.sharedarea_write64(a, 0, 5)
+        os.kill(os.getpid(), 9)
+
+    p = ctx.Process(target=die_holding)
+    p.start()
+    p.join(30)
+    assert p.exitcode == -9
+    t0 = time.monotonic()
+    with pytest.warns(sharedarea.LockRecoveredWarning, match=rf"sharedarea_wlock: area {a}: took the lock after clearing a holder that died"):
+        sharedarea.sharedarea_wlock(a)
+    try:
+        assert time.monotonic() - t0 < 5
+        assert sharedarea.sharedarea_inc64(a, 0) == 6
+    finally:
+        sharedarea.sharedarea_unlock(a)
+    assert sharedarea.info(a)["recoveries"] >= 1
