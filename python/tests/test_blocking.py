@@ -163,3 +163,22 @@ def test_rlock_and_wlock_release_the_gil_while_blocked() -> None:
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["True", "True", "True", "True", "0"], r.stdout
+
+
+def test_a_wait_in_asyncio_to_thread_keeps_the_event_loop_running(new_area: Any) -> None:
+    import asyncio
+
+    a = new_area()
+
+    async def main() -> int:
+        waiter = asyncio.create_task(asyncio.to_thread(sharedarea.sharedarea_wait, a, 0, 10))
+        ticks = 0
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not waiter.done()
+        sharedarea.sharedarea_update(a)
+        await asyncio.wait_for(waiter, 5)
+        return ticks
+
+    assert asyncio.run(main()) == 20
