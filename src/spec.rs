@@ -67,6 +67,55 @@ pub fn parse_number(text: &str) -> Option<u64> {
     value.checked_mul(multiplier)
 }
 
+/// The keys uWSGI 2.0 knows (`name` is ours; uWSGI would ignore it).
+const UWSGI_KEYS: [&str; 6] = ["pages", "size", "file", "fd", "offset", "ptr"];
+
+/// How uWSGI 2.0 would read a keyval spec that it accepts and we refuse:
+/// unknown keys ignored, the last of a repeated key wins, `pages=` wins over
+/// `size=`, `offset=` without `file=`/`fd=` ignored. Returns that reading
+/// written as a spec without those four leniencies (commas in values
+/// escaped), or `None` when nothing would be left.
+fn uwsgi_reading(items: &[(String, String)]) -> Option<String> {
+    let mut last: Vec<(&str, &str)> = Vec::new();
+    for (k, v) in items {
+        if !UWSGI_KEYS.contains(&k.as_str()) && k != "name" {
+            continue;
+        }
+        last.retain(|(lk, _)| lk != k);
+        last.push((k, v));
+    }
+    let has = |key: &str| last.iter().any(|(k, _)| *k == key);
+    let pages_win = last
+        .iter()
+        .any(|(k, v)| *k == "pages" && parse_number(v) != Some(0));
+    let mapped = has("file") || has("fd");
+    let kept: Vec<String> = last
+        .iter()
+        .filter(|(k, _)| match *k {
+            "size" => !pages_win,
+            "offset" => mapped,
+            _ => true,
+        })
+        .map(|(k, v)| format!("{k}={}", v.replace(',', "\\,")))
+        .collect();
+    if kept.is_empty() {
+        None
+    } else {
+        Some(kept.join(","))
+    }
+}
+
+/// The end of the message for a spec uWSGI would have started with: what it
+/// would have used, and how to write that here.
+fn as_uwsgi_would(items: &[(String, String)], what_uwsgi_does: &str) -> String {
+    match uwsgi_reading(items) {
+        Some(reading) => format!(
+            "{what_uwsgi_does}, and would read this spec as \"{reading}\": write that (or fix the spec if that is not what you meant)"
+        ),
+        None => format!("{what_uwsgi_does}, leaving nothing: write the size (pages= or size=)"),
+    }
+}
+
 /// Splits `a=1,b=2\,3` into `[("a","1"), ("b","2,3")]`.
 fn split_pairs(spec: &str) -> Result<Vec<(String, String)>> {
     let mut items = Vec::new();
@@ -128,9 +177,10 @@ impl Spec {
         let mut file = None;
         let mut fd = None;
         let mut name = None;
-        for (key, value) in split_pairs(spec)? {
+        let items = split_pairs(spec)?;
+        for (key, value) in &items {
             let number = |what: &str| -> Result<u64> {
-                parse_number(&value).ok_or_else(|| {
+                parse_number(value).ok_or_else(|| {
                     invalid(
                         spec,
                         format!(
@@ -156,29 +206,47 @@ impl Spec {
                     file.replace(value.clone()).is_some()
                 }
                 "name" => {
-                    check_name(spec, &value)?;
+                    check_name(spec, value)?;
                     name.replace(value.clone()).is_some()
                 }
-                "ptr" => return Err(invalid(
-                    spec,
-                    "ptr= cannot be given in a spec string; C callers use sharedarea_init_ptr()",
-                )),
+                "ptr" => {
+                    return Err(invalid(
+                        spec,
+                        "ptr= cannot be given in a spec string (uWSGI ignores it and creates an \
+                     anonymous area); C callers use sharedarea_init_ptr()",
+                    ))
+                }
                 other => {
                     return Err(invalid(
                         spec,
                         format!(
-                            "unknown key \"{other}\" (known: pages, size, file, fd, offset, name)"
-                        ),
+                        "unknown key \"{other}\" (known: pages, size, file, fd, offset, name); {}",
+                        as_uwsgi_would(&items, "uWSGI ignores unknown keys")
+                    ),
                     ))
                 }
             };
             if slot_taken {
-                return Err(invalid(spec, format!("the key \"{key}\" is given twice")));
+                return Err(invalid(
+                    spec,
+                    format!(
+                        "the key \"{key}\" is given twice; {}",
+                        as_uwsgi_would(&items, "uWSGI takes the last one")
+                    ),
+                ));
             }
         }
         let size = match (pages, size) {
-            (Some(_), Some(_)) => return Err(invalid(spec, "give pages= or size=, not both")),
-            (Some(0), None) => return Err(invalid(spec, "pages=0: an area cannot be empty")),
+            (Some(0), _) => return Err(invalid(spec, "pages=0: an area cannot be empty")),
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    spec,
+                    format!(
+                        "give pages= or size=, not both; {}",
+                        as_uwsgi_would(&items, "uWSGI takes pages= and ignores size=")
+                    ),
+                ))
+            }
             (None, Some(0)) => return Err(invalid(spec, "size=0: an area cannot be empty")),
             (Some(p), None) => Size::Pages(p),
             (None, Some(b)) => Size::Bytes(b),
@@ -192,7 +260,13 @@ impl Spec {
             _ => return Err(invalid(spec, "give only one of file=, fd= and name=")),
         };
         if offset.is_some() && !matches!(source, Source::File(_) | Source::Fd(_)) {
-            return Err(invalid(spec, "offset= applies only to file= and fd= areas"));
+            return Err(invalid(
+                spec,
+                format!(
+                    "offset= applies only to file= and fd= areas; {}",
+                    as_uwsgi_would(&items, "uWSGI ignores it here")
+                ),
+            ));
         }
         if matches!(source, Source::Anonymous) && size == Size::Unspecified {
             return Err(invalid(spec, "an anonymous area needs pages= or size="));
@@ -285,6 +359,72 @@ mod tests {
                 e.detail
             );
         }
+    }
+
+    /// The four specs uWSGI starts with and we refuse: each message says what
+    /// uWSGI would have done and gives the spec to write.
+    #[test]
+    fn lenient_uwsgi_specs_say_what_uwsgi_would_do() {
+        for (bad, cause, uwsgi, reading) in [
+            (
+                "pages=2,size=100",
+                "not both",
+                "uWSGI takes pages=",
+                "pages=2",
+            ),
+            (
+                "size=100,pages=2",
+                "not both",
+                "uWSGI takes pages=",
+                "pages=2",
+            ),
+            (
+                "foo=1,pages=1",
+                "unknown key \"foo\"",
+                "uWSGI ignores unknown keys",
+                "pages=1",
+            ),
+            (
+                "pages=1,pages=2",
+                "given twice",
+                "uWSGI takes the last one",
+                "pages=2",
+            ),
+            (
+                "size=4096,offset=4096",
+                "offset= applies only",
+                "uWSGI ignores it",
+                "size=4096",
+            ),
+            (
+                "name=x,size=1,offset=0",
+                "offset= applies only",
+                "uWSGI ignores it",
+                "name=x,size=1",
+            ),
+            (
+                "file=/a\\,b,size=9,size=10",
+                "given twice",
+                "the last one",
+                "file=/a\\,b,size=10",
+            ),
+        ] {
+            let e = Spec::parse(bad).unwrap_err();
+            assert_eq!(e.status, Status::InvalidSpec, "{bad}");
+            for part in [cause, uwsgi, &format!("\"{reading}\"")] {
+                assert!(
+                    e.detail.contains(part),
+                    "{bad}: {part:?} not in {}",
+                    e.detail
+                );
+            }
+            // what the message says to write is a spec we accept
+            assert!(Spec::parse(reading).is_ok(), "{reading}");
+        }
+        let e = Spec::parse("foo=1").unwrap_err();
+        assert!(e.detail.contains("leaving nothing"), "{}", e.detail);
+        let e = Spec::parse("pages=0,size=100").unwrap_err();
+        assert!(e.detail.contains("pages=0"), "{}", e.detail);
     }
 
     /// Garbage in: never a panic, and every error names the spec.
