@@ -129,25 +129,39 @@ typedef struct {
     NV nv;        /* without is_int: the floating value */
 } num_t;
 
-/* Classify SV (get-magic already called) as a number without changing it.
- * Strings are judged by their text (grok_number), so "abc", "", "12abc",
- * "0x10", "Inf" and "NaN" are refused even after perl numified them. */
+/* How deep an object's 0+ overload may hand out further objects before the
+ * argument is refused (a 0+ that returns itself or loops). */
+#define NUMIFY_DEPTH 8
+
+/* Classify SV (get-magic already called) as a number, the way perl's own
+ * builtins take a number (SvIV: what substr does with its position), but
+ * strictly: a string is judged by its text (grok_number), so "abc", "",
+ * "12abc", "0x10", "Inf" and "NaN" are refused, where SvIV would warn and
+ * give 0.  What perl accepts silently is accepted: " 10", "10\n", "+10",
+ * "1e1", "0 but true", dualvars (their number), objects through their 0+
+ * overload (or, as perl does, through "" when 0+ is absent).
+ *
+ * An accepted plain scalar gets its numeric value cached, as SvIV caches
+ * it (IOK, and NOK for "1e1"): after uwsgi::sharedarea_read(0, $p, 1) the
+ * string $p = "6" is a number to JSON encoders, exactly as under uWSGI. */
 static arg_status
-S_classify(pTHX_ SV *sv, num_t *n)
+S_classify_depth(pTHX_ SV *sv, num_t *n, int depth)
 {
     n->is_int = 0;
     n->negative = 0;
     if (!SvOK(sv))
         return ARG_UNDEF;
     if (SvROK(sv)) {
-        /* A number object (Math::BigInt, "use bigint"): judge the text its
-         * overloaded "" gives, exactly (uWSGI takes it through SvIV). A plain
-         * reference stays refused. */
-        if (SvAMAGIC(sv)) {
-            STRLEN len;
-            const char *pv = SvPV(sv, len);
-            SV *text = sv_2mortal(newSVpvn(pv, len));
-            return S_classify(aTHX_ text, n);
+        /* A number object (Math::BigInt, "use bigint", any class with 0+):
+         * its 0+ value, as SvIV takes it; Math::BigInt's numify is exact in
+         * 64 bits.  A plain reference stays refused (SvIV would give its
+         * address). */
+        if (SvAMAGIC(sv) && depth < NUMIFY_DEPTH) {
+            SV *num = AMG_CALLunary(sv, numer_amg);
+            if (num && !(SvROK(num) && SvRV(num) == SvRV(sv))) {
+                SvGETMAGIC(num);
+                return S_classify_depth(aTHX_ num, n, depth + 1);
+            }
         }
         return ARG_REF;
     }
@@ -171,17 +185,19 @@ S_classify(pTHX_ SV *sv, num_t *n)
                 if (uv > (UV)IV_MAX + 1) {          /* below -2**63 */
                     n->is_int = 0;
                     n->nv = -(NV)uv;
-                    return ARG_OK;
+                    goto cache;
                 }
                 n->negative = 1;
                 n->iv = uv == (UV)IV_MAX + 1 ? IV_MIN : -(IV)uv;
             }
             else
                 n->uv = uv;
-            return ARG_OK;
+            goto cache;
         }
-        n->nv = SvNV_nomg(sv);
-        return ARG_OK;
+        /* "1e1", "1.5", huge: the value perl gives the text, computed on a
+         * copy so that what is cached below is exactly what SvIV caches */
+        n->nv = SvNV_nomg(sv_2mortal(newSVpvn(pv, len)));
+        goto cache;
     }
     if (SvIOKp(sv))
         goto integer;
@@ -203,7 +219,18 @@ S_classify(pTHX_ SV *sv, num_t *n)
 
   floating:
     n->nv = SvNVX(sv);
+    if (Perl_isnan(n->nv) || Perl_isinf(n->nv))
+        return ARG_OK;          /* refused by the caller; nothing to cache */
+  cache:
+    if (!SvIOK(sv))
+        (void)SvIV_nomg(sv);    /* as SvIV does: the number stays in the argument */
     return ARG_OK;
+}
+
+PERL_STATIC_INLINE arg_status
+S_classify(pTHX_ SV *sv, num_t *n)
+{
+    return S_classify_depth(aTHX_ sv, n, 0);
 }
 
 #define TWO_POW_64 18446744073709551616.0
@@ -338,9 +365,6 @@ S_croak_arg(pTHX_ const char *fname, IV id, const char *what, SV *sv,
 #define PLAIN_IV(sv) \
     ((SvFLAGS(sv) & (SVf_IOK | SVf_POK | SVf_NOK | SVf_ROK | SVs_GMG)) == SVf_IOK)
 #define PLAIN_NONNEG_IV(sv) (PLAIN_IV(sv) && (SvIsUV(sv) || SvIVX(sv) >= 0))
-/* A plain byte string: POK, no UTF8 flag, no get-magic. */
-#define PLAIN_BYTES(sv) \
-    ((SvFLAGS(sv) & (SVf_POK | SVf_UTF8 | SVs_GMG)) == SVf_POK)
 
 /* An area id: a non-negative integer that fits int32_t.  Whether the area
  * exists is the core's to say; a negative or absurd id "does not exist". */
@@ -439,16 +463,20 @@ S_arg_nonneg(pTHX_ const char *fname, IV id, const char *what, SV *sv)
     return v;
 }
 
-/* The bytes of a Perl string argument.  A string holding only characters
- * <= 0xFF is taken as those bytes (downgraded on a copy, the caller's
- * scalar is not touched); wide characters are an error. */
+/* The bytes of a Perl string argument: its internal bytes (SvPV), as
+ * uWSGI takes them.  A character string (UTF8 flag on) is its UTF-8
+ * encoding, wide characters included; a byte string is its bytes; a number
+ * or an object is its string form.  Only undef is refused. */
 static const char *S_arg_bytes_slow(pTHX_ const char *fname, IV id, const char *what,
                                     SV *sv, STRLEN *len) SA_COLD;
+
+/* A plain string: POK (UTF8 or not), no get-magic. */
+#define PLAIN_STRING(sv) ((SvFLAGS(sv) & (SVf_POK | SVs_GMG)) == SVf_POK)
 
 PERL_STATIC_INLINE const char *
 S_arg_bytes(pTHX_ const char *fname, IV id, const char *what, SV *sv, STRLEN *len)
 {
-    if (LIKELY(PLAIN_BYTES(sv))) {
+    if (LIKELY(PLAIN_STRING(sv))) {
         *len = SvCUR(sv);
         return SvPVX_const(sv);
     }
@@ -458,22 +486,11 @@ S_arg_bytes(pTHX_ const char *fname, IV id, const char *what, SV *sv, STRLEN *le
 static const char *
 S_arg_bytes_slow(pTHX_ const char *fname, IV id, const char *what, SV *sv, STRLEN *len)
 {
-    const char *pv;
     SvGETMAGIC(sv);
     if (!SvOK(sv))
         S_die(aTHX_ fname, id, "%s is undef", what);
-    pv = SvPV_nomg_const(sv, *len);
-    if (SvUTF8(sv)) {
-        SV *copy = sv_2mortal(newSVpvn_flags(pv, *len, SVf_UTF8));
-        if (!sv_utf8_downgrade(copy, TRUE))
-            S_die(aTHX_ fname, id,
-                  "%s contains wide characters (above 0xFF); encode it to bytes first "
-                  "(utf8::encode or Encode::encode_utf8)", what);
-        pv = SvPV_const(copy, *len);
-    }
-    return pv;
+    return SvPV_nomg_const(sv, *len);
 }
-
 
 /* ------------------------------------------------------------------------ */
 /* Byte ranges                                                              */
@@ -957,32 +974,43 @@ S_ws_forget(pTHX_ SV *fd_sv)
 /* Names and usages, indexed by the XS ALIAS ix                             */
 /* ------------------------------------------------------------------------ */
 
-static const int S_widths[] = { 8, 16, 32, 64 };
+/* The older names readbyte, writebyte, readlong, writelong and inclong are,
+ * as in uWSGI 2.0, aliases of read8, write8, read64, write64 and inc64 with
+ * the area id first: the last entries of the ALIAS groups below. */
+static const int S_widths[] = { 8, 16, 32, 64, 8, 64 };
 
 static const char *const S_read_int_names[] = {
-    "sharedarea_read8", "sharedarea_read16", "sharedarea_read32", "sharedarea_read64"
+    "sharedarea_read8", "sharedarea_read16", "sharedarea_read32", "sharedarea_read64",
+    "sharedarea_readbyte", "sharedarea_readlong"
 };
 static const char *const S_read_int_usages[] = {
     "uwsgi::sharedarea_read8(id, pos)", "uwsgi::sharedarea_read16(id, pos)",
-    "uwsgi::sharedarea_read32(id, pos)", "uwsgi::sharedarea_read64(id, pos)"
+    "uwsgi::sharedarea_read32(id, pos)", "uwsgi::sharedarea_read64(id, pos)",
+    "uwsgi::sharedarea_readbyte(id, pos)", "uwsgi::sharedarea_readlong(id, pos)"
 };
 static const char *const S_write_int_names[] = {
-    "sharedarea_write8", "sharedarea_write16", "sharedarea_write32", "sharedarea_write64"
+    "sharedarea_write8", "sharedarea_write16", "sharedarea_write32", "sharedarea_write64",
+    "sharedarea_writebyte", "sharedarea_writelong"
 };
 static const char *const S_write_int_usages[] = {
     "uwsgi::sharedarea_write8(id, pos, value)", "uwsgi::sharedarea_write16(id, pos, value)",
-    "uwsgi::sharedarea_write32(id, pos, value)", "uwsgi::sharedarea_write64(id, pos, value)"
+    "uwsgi::sharedarea_write32(id, pos, value)", "uwsgi::sharedarea_write64(id, pos, value)",
+    "uwsgi::sharedarea_writebyte(id, pos, value)", "uwsgi::sharedarea_writelong(id, pos, value)"
 };
 static const char *const S_add_int_names[] = {
     "sharedarea_inc8", "sharedarea_inc16", "sharedarea_inc32", "sharedarea_inc64",
-    "sharedarea_dec8", "sharedarea_dec16", "sharedarea_dec32", "sharedarea_dec64"
+    "sharedarea_dec8", "sharedarea_dec16", "sharedarea_dec32", "sharedarea_dec64",
+    "sharedarea_inclong"
 };
 static const char *const S_add_int_usages[] = {
     "uwsgi::sharedarea_inc8(id, pos[, amount])", "uwsgi::sharedarea_inc16(id, pos[, amount])",
     "uwsgi::sharedarea_inc32(id, pos[, amount])", "uwsgi::sharedarea_inc64(id, pos[, amount])",
     "uwsgi::sharedarea_dec8(id, pos[, amount])", "uwsgi::sharedarea_dec16(id, pos[, amount])",
-    "uwsgi::sharedarea_dec32(id, pos[, amount])", "uwsgi::sharedarea_dec64(id, pos[, amount])"
+    "uwsgi::sharedarea_dec32(id, pos[, amount])", "uwsgi::sharedarea_dec64(id, pos[, amount])",
+    "uwsgi::sharedarea_inclong(id, pos[, amount])"
 };
+static const int S_add_int_widths[] = { 8, 16, 32, 64, 8, 16, 32, 64, 64 };
+static const int S_add_int_dec[]    = { 0, 0, 0, 0, 1, 1, 1, 1, 0 };
 static const char *const S_area_op_names[] = {
     "sharedarea_update", "sharedarea_rlock", "sharedarea_wlock", "sharedarea_unlock"
 };
@@ -990,21 +1018,6 @@ static const char *const S_area_op_usages[] = {
     "uwsgi::sharedarea_update(id)", "uwsgi::sharedarea_rlock(id)",
     "uwsgi::sharedarea_wlock(id)", "uwsgi::sharedarea_unlock(id)"
 };
-
-/* The single-area names of uWSGI < 1.9.21, on area 0. */
-static const char *const S_legacy_read_names[] = {
-    "sharedarea_readbyte", "sharedarea_readlong"
-};
-static const char *const S_legacy_read_usages[] = {
-    "uwsgi::sharedarea_readbyte(pos)", "uwsgi::sharedarea_readlong(pos)"
-};
-static const char *const S_legacy_write_names[] = {
-    "sharedarea_writebyte", "sharedarea_writelong"
-};
-static const char *const S_legacy_write_usages[] = {
-    "uwsgi::sharedarea_writebyte(pos, value)", "uwsgi::sharedarea_writelong(pos, value)"
-};
-static const int S_legacy_widths[] = { 8, 64 };
 
 /* ------------------------------------------------------------------------ */
 /* Direct calls of the small functions                                      */
@@ -1112,6 +1125,8 @@ static const char *const S_direct_names[] = {
     "sharedarea_write8", "sharedarea_write16", "sharedarea_write32", "sharedarea_write64",
     "sharedarea_inc8", "sharedarea_inc16", "sharedarea_inc32", "sharedarea_inc64",
     "sharedarea_dec8", "sharedarea_dec16", "sharedarea_dec32", "sharedarea_dec64",
+    "sharedarea_readbyte", "sharedarea_readlong", "sharedarea_writebyte",
+    "sharedarea_writelong", "sharedarea_inclong",
     NULL
 };
 
@@ -1188,6 +1203,8 @@ sharedarea_read8(...)
     sharedarea_read16 = 1
     sharedarea_read32 = 2
     sharedarea_read64 = 3
+    sharedarea_readbyte = 4
+    sharedarea_readlong = 5
   CODE:
     S_check_items(aTHX_ items, 2, 2, S_read_int_usages[ix]);
     {
@@ -1206,6 +1223,8 @@ sharedarea_write8(...)
     sharedarea_write16 = 1
     sharedarea_write32 = 2
     sharedarea_write64 = 3
+    sharedarea_writebyte = 4
+    sharedarea_writelong = 5
   CODE:
     S_check_items(aTHX_ items, 3, 3, S_write_int_usages[ix]);
     {
@@ -1225,13 +1244,15 @@ sharedarea_inc8(...)
     sharedarea_dec16 = 5
     sharedarea_dec32 = 6
     sharedarea_dec64 = 7
+    sharedarea_inclong = 8
   CODE:
     S_check_items(aTHX_ items, 2, 3, S_add_int_usages[ix]);
     {
         dXSTARG;
         const char *fname = S_add_int_names[ix];
         int32_t id = S_arg_id(aTHX_ fname, ST(0));
-        IV v = S_add_int(aTHX_ fname, S_widths[ix & 3], ix >= 4, id, ST(1), OPT_ARG(2));
+        IV v = S_add_int(aTHX_ fname, S_add_int_widths[ix], S_add_int_dec[ix], id, ST(1),
+                         OPT_ARG(2));
         XSprePUSH;
         PUSHi(v);
         XSRETURN(1);
@@ -1254,30 +1275,6 @@ sharedarea_update(...)
     S_check_items(aTHX_ items, 1, 1, S_area_op_usages[ix]);
     S_area_op(aTHX_ S_area_op_names[ix], (int)ix, ST(0));
     XSRETURN_IV(1);
-
-void
-sharedarea_readbyte(...)
-  ALIAS:
-    sharedarea_readlong = 1
-  CODE:
-    S_check_items(aTHX_ items, 1, 1, S_legacy_read_usages[ix]);
-    XSRETURN_IV(S_read_int(aTHX_ S_legacy_read_names[ix], S_legacy_widths[ix], 0, ST(0)));
-
-void
-sharedarea_writebyte(...)
-  ALIAS:
-    sharedarea_writelong = 1
-  CODE:
-    S_check_items(aTHX_ items, 2, 2, S_legacy_write_usages[ix]);
-    S_write_int(aTHX_ S_legacy_write_names[ix], S_legacy_widths[ix], 0, ST(0), ST(1));
-    XSRETURN_UNDEF;
-
-void
-sharedarea_inclong(...)
-  CODE:
-    S_check_items(aTHX_ items, 1, 2, "uwsgi::sharedarea_inclong(pos[, amount])");
-    (void)S_add_int(aTHX_ "sharedarea_inclong", 64, 0, 0, ST(0), OPT_ARG(1));
-    XSRETURN_UNDEF;
 
 void
 init(...)

@@ -263,12 +263,22 @@ area and the cause, and changes nothing in the area:
 A wrong number of arguments dies with the usage, e.g.
 C<Usage: uwsgi::sharedarea_read(id, pos[, len])>.
 
-Arguments are checked strictly.  An area id, position or length must be a
+Numbers are taken as Perl's own builtins take them (C<substr>'s position,
+say): C<" 10">, C<"10\n">, C<"+10">, C<"1e1">, C<"0 but true"> and a dualvar's
+number are numbers; an object is taken through its C<0+> overload (or its
+C<""> one when it has no C<0+>, as Perl does), so C<Math::BigInt> and
+C<use bigint> values are exact; and the numeric value is cached in the
+argument, as Perl (and uWSGI's C<SvIV>) caches it - after
+C<uwsgi::sharedarea_read(0, $p, 1)> with C<$p = "6">, a JSON encoder writes
+C<$p> as the number C<6>, under uWSGI and here alike.
+
+But arguments are checked strictly.  An area id, position or length must be a
 non-negative integer below 2**64: C<undef>, a negative number, a fraction,
 C<NaN>, C<Inf>, a string that is not a number (C<"abc">, C<"">, C<"12abc">),
-a reference, and anything of 2**64 or more die instead of being converted
-into something else.  A position or length past the end of the area dies,
-also when C<pos + len> would wrap around 64 bits.
+a reference without a numeric overload, and anything of 2**64 or more die
+instead of being converted into something else (uWSGI would silently take 0,
+the integer part or the address).  A position or length past the end of the
+area dies, also when C<pos + len> would wrap around 64 bits.
 
 =head1 FUNCTIONS IN PACKAGE uwsgi
 
@@ -298,10 +308,11 @@ C<$buf> is fine.
 =head2 uwsgi::sharedarea_write($id, $pos, $bytes)
 
 Copies C<$bytes> into the area at C<$pos>; returns 1.  Counts one update,
-also for an empty string.  C<$bytes> must be a byte string: a string with
-characters above 0xFF dies (encode it first, e.g. with C<utf8::encode>); a
-character string whose characters all fit in a byte is written as those bytes
-(the caller's variable is not changed).  C<undef> dies.
+also for an empty string.  What is written is the string's internal bytes,
+exactly as uWSGI writes them: a character string (UTF8 flag on) is written as
+its UTF-8 encoding, wide characters included; a byte string as its bytes; a
+number or an object as its string form (see L</"Character strings">).  The
+caller's variable is not changed.  C<undef> dies.
 
 =head2 uwsgi::sharedarea_read8($id, $pos), read16, read32, read64
 
@@ -358,15 +369,18 @@ A process that dies holding the lock (killed by SIGKILL, say) blocks the
 others for at most a second.  The process that then takes the lock gets it
 with a warning saying that it recovered the lock from a dead holder.
 
-=head2 Single-area names of older uWSGI
+=head2 The older names: readbyte, writebyte, readlong, writelong, inclong
 
-C<uwsgi::sharedarea_readbyte($pos)>, C<uwsgi::sharedarea_writebyte($pos,
-$value)>, C<uwsgi::sharedarea_readlong($pos)>,
-C<uwsgi::sharedarea_writelong($pos, $value)> and
-C<uwsgi::sharedarea_inclong($pos[, $amount])> work on area 0.  C<byte> is the
-signed 8-bit integer, C<long> the signed 64-bit one.  C<readbyte> and
-C<readlong> return the value; C<writebyte>, C<writelong> and C<inclong> return
-C<undef>.
+As in uWSGI 2.0, C<uwsgi::sharedarea_readbyte($id, $pos)>,
+C<uwsgi::sharedarea_writebyte($id, $pos, $value)>,
+C<uwsgi::sharedarea_readlong($id, $pos)>,
+C<uwsgi::sharedarea_writelong($id, $pos, $value)> and
+C<uwsgi::sharedarea_inclong($id, $pos[, $amount])> are aliases of
+C<sharedarea_read8>, C<sharedarea_write8>, C<sharedarea_read64>,
+C<sharedarea_write64> and C<sharedarea_inc64>: the area id first, the same
+answers (C<inclong> returns the new value, the writes return 1); an error
+names the name that was called.  The same names mean the same in the Python
+binding.
 
 =head1 FUNCTIONS IN PACKAGE SharedArea
 
@@ -453,17 +467,77 @@ C<name=myapp,size=64K> is ours, not uWSGI's: a POSIX shared-memory object that
 any process attaches to by name - workers of a server that does not preload,
 separate servers, a C program producing data.
 
+=item * Character strings
+
+The C<uwsgi::> functions write a string's internal bytes, as uWSGI does
+(C<SvPV>): a character string - anything from C<Encode::decode>, a JSON
+decoder or a C<use utf8> literal - is written as its UTF-8 encoding, wide
+characters included, and read back as those bytes:
+
+  my $s = Encode::decode('UTF-8', "caf\xc3\xa9");   # 4 characters
+  uwsgi::sharedarea_write(0, 0, $s);                 # 5 bytes: caf\xC3\xA9, as under uWSGI
+  my $back = Encode::decode('UTF-8', uwsgi::sharedarea_read(0, 0, 5));   # "caf\x{e9}" again
+
+The bytes depend on the string's internal form exactly as they do under
+uWSGI: C<"caf\xe9"> as a byte string is 4 bytes, the same characters after
+C<utf8::upgrade> are 5.  To write the same bytes whatever the form, encode
+first: C<uwsgi::sharedarea_write(0, 0, Encode::encode('UTF-8', $s))>.
+C<websocket_send> and C<websocket_send_binary> send the same bytes uWSGI
+sends, by the same rule.
+
+=item * Numbers
+
+Numeric arguments are taken as Perl's builtins (and uWSGI's C<SvIV>) take
+them: C<0+> overloads honoured, the numeric value cached in the argument (see
+L</Errors>).  What uWSGI converts silently into something else dies here,
+see the next item.
+
 =item * Errors are stricter and say more
 
 uWSGI dies with C<unable to read from sharedarea 0> for every failure, and
 converts nonsense arguments (C<"abc">, C<-1>, C<0.5>) silently.  SharedArea
 dies with the function, the area and the cause, and refuses negative,
-fractional and non-numeric positions.  A string with wide characters given to
-C<sharedarea_write> dies instead of being written as its UTF-8 bytes: encode
-it first.  C<sharedarea_write(..., undef)> dies instead of writing nothing.
+fractional and non-numeric positions.  C<sharedarea_write(..., undef)> dies
+instead of writing nothing.
 Extra arguments die with a usage message (uWSGI ignores them).  An empty
 write at the very end of the area (C<pos> equal to the size) is in range and
 returns 1, as every empty range inside the area does (uWSGI dies there).
+
+=item * Specs uWSGI accepts and SharedArea refuses
+
+Four specs start under uWSGI and make SharedArea die at startup, because each
+hides a mistake that would otherwise give an area of another size or kind.
+The message says what uWSGI would have done and the spec to write:
+
+=over 4
+
+=item - C<pages=2,size=100>: uWSGI takes C<pages=> and ignores C<size=>; write
+C<pages=2> (or the C<size=> you meant).
+
+=item - an unknown key, C<foo=1,pages=1>: uWSGI ignores it; write C<pages=1>
+(or correct a misspelt key).
+
+=item - a key given twice, C<pages=1,pages=2>: uWSGI takes the last; write
+C<pages=2>.
+
+=item - C<offset=> without C<file=> or C<fd=>, C<size=4096,offset=4096>:
+uWSGI ignores it; write C<size=4096>.
+
+=back
+
+For example:
+
+  SharedArea::init: invalid spec "pages=2,size=100": give pages= or size=, not
+  both; uWSGI takes pages= and ignores size=, and would read this spec as
+  "pages=2": write that (or fix the spec if that is not what you meant)
+
+=item * The older names take the id first
+
+C<sharedarea_readbyte>, C<sharedarea_writebyte>, C<sharedarea_readlong>,
+C<sharedarea_writelong> and C<sharedarea_inclong> are, as in uWSGI 2.0,
+aliases of C<read8>, C<write8>, C<read64>, C<write64> and C<inc64> with the
+area id first (C<uwsgi::sharedarea_readlong(0, 0)>).  The single-area form of
+uWSGI before 1.9.21 (C<readlong($pos)>) dies with the usage.
 
 =item * Inside uWSGI itself
 
@@ -503,6 +577,17 @@ maps the whole file (uWSGI fails); large page counts do not overflow.
 
 =item - C<websocket_send_from_sharedarea> sends from C<pos> and checks the length
 (uWSGI always sends from byte 0 and reads past the end of the area).
+
+=item - A C<%SIG> handler that dies during C<sharedarea_wait> leaves the area's
+lock free (uWSGI's failure path releases a lock it does not hold, which
+wedges the lock for every worker).
+
+=item - Area ids are not truncated to a C C<int>: C<sharedarea_read(2**32 + 1, 0, 1)>
+dies with C<area 4294967297 does not exist> (uWSGI reads area 1, and a write
+there lands in area 1).
+
+=item - A C<sharedarea_wait> timeout above 2**31 seconds is honoured as a very long
+wait (uWSGI truncates it: C<2**32 + 1> waits one second).
 
 =back
 

@@ -277,9 +277,11 @@ sub websocket_send { return _send_message('websocket_send', 1, @_) }
 
 =head2 uwsgi::websocket_send_binary($message)
 
-Sends C<$message> as one binary frame (opcode 2). C<$message> must be bytes
-(a character above 255 dies). Returns the number of payload bytes sent; dies
-like C<websocket_send>.
+Sends C<$message> as one binary frame (opcode 2): the string's internal
+bytes, as uWSGI sends them, so a character string (UTF8 flag on) goes out as
+its UTF-8 encoding, wide characters included (see
+L<SharedArea/"Character strings">). Returns the number of payload bytes
+sent; dies like C<websocket_send>.
 
 =cut
 
@@ -433,15 +435,10 @@ sub _send_message {
     Carp::croak("$F: usage: uwsgi::$F(\$message)") unless @args == 1;
     my $ws = _session($F);
     Carp::croak("$F: the message is undef") unless defined $args[0];
-    my $msg = "$args[0]";    # an object's overloaded string, as a plain string
-    if (utf8::is_utf8($msg)) {
-        if ($opcode == 1) {
-            utf8::encode($msg);
-        } elsif (!utf8::downgrade($msg, 1)) {
-            Carp::croak("$F: the message contains a wide character (a binary message is bytes;"
-                . ' encode it first)');
-        }
-    }
+    # An object's overloaded string, as a plain string. The frame carries the
+    # string's internal bytes, as uWSGI's do: a character string (UTF8 flag
+    # on) goes out as its UTF-8 encoding, in text and binary messages alike.
+    my $msg = "$args[0]";
     _need_xs($F, '_ws_send');
     return _guarded_send($ws, $F, sub { SharedArea::_ws_send($F, $ws->{fd}, $opcode, $msg) });
 }
