@@ -503,6 +503,13 @@ Extra arguments die with a usage message (uWSGI ignores them).  An empty
 write at the very end of the area (C<pos> equal to the size) is in range and
 returns 1, as every empty range inside the area does (uWSGI dies there).
 
+=item * Return values
+
+The same as uWSGI's (C<sharedarea_write> 1, C<sharedarea_wait> 1, reads their
+bytes), except that C<sharedarea_readfast> returns the byte count (uWSGI's
+always dies) and the C<websocket_send*> functions return the number of
+payload bytes sent (uWSGI's return C<undef>).
+
 =item * Specs uWSGI accepts and SharedArea refuses
 
 Four specs start under uWSGI and make SharedArea die at startup, because each
