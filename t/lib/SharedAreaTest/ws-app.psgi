@@ -75,7 +75,7 @@ my %routes = (
         uwsgi::websocket_send_binary('');
         uwsgi::websocket_send_binary('b' x $_) for 125, 126, 65535, 65536, 100000;
         my $ok = eval { uwsgi::websocket_send_binary("\x{263a}"); 1 };
-        uwsgi::websocket_send($ok ? 'wide binary accepted' : 'wide binary refused');
+        uwsgi::websocket_send($ok ? 'wide binary accepted' : 'wide binary refused');    # accepted: its UTF-8 bytes, as uWSGI
         return $stray;
     },
 
