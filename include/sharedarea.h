@@ -25,6 +25,10 @@
 #include <stdint.h>
 #include <stddef.h>
 
+// Process slots: the most processes that can hold a slot in one area at once.
+// A process beyond them still works, slotless (see `lock`).
+#define SLOTS 4096
+
 // The ABI version of this header; `sharedarea_abi_version()` returns the same.
 #define SHAREDAREA_ABI_VERSION 1
 
@@ -72,6 +76,9 @@
 
 #define SHAREDAREA_BACKING_POINTER 4
 
+// How long a caller may block.
+struct Patience;
+
 // What `sharedarea_info` reports about an area.
 struct sharedarea_info {
   // Bytes in the area.
@@ -90,6 +97,28 @@ struct sharedarea_info {
   // 1 when reads and sends with len 0 stop at `used`.
   int32_t honour_used;
 };
+
+// The state of an area's lock (`sharedarea_lock_info`).
+struct sharedarea_lock_info {
+  // Pid of the write lock's holder as it recorded itself (0: none).
+  uint32_t writer_pid;
+  // Processes holding read locks now.
+  uint32_t reader_processes;
+  // Read locks held now, over all processes.
+  uint64_t readers;
+  // Processes that hold a slot in the lock (attached and having used it).
+  uint32_t processes;
+  uint32_t reserved;
+  // Locks recovered from holders that died (or threads that exited holding).
+  uint64_t recoveries;
+  // Times a waiter could not tell whether a holder was alive, and waited.
+  uint64_t undecided;
+  // The update count right after the last recovery of a dead writer, whose
+  // update may be torn (0: never).
+  uint64_t writer_recovery_updates;
+};
+
+
 
 #ifdef __cplusplus
 extern "C" {
@@ -232,6 +261,27 @@ int32_t sharedarea_wlock(int32_t id);
 
 // Releases one level of this thread's rlock/wlock.
 int32_t sharedarea_unlock(int32_t id);
+
+// Takes the area's read lock (nests), waiting at most `timeout_ms` (-1: no
+// limit, 0: one try). Returns 0, RECOVERED, E_TIMED_OUT (the last error names
+// the holder and how long it has held the lock), or E_INTERRUPTED (a signal
+// arrived while blocked; nothing is held: call again with the time left).
+int32_t sharedarea_rlock_timeout(int32_t id, int64_t timeout_ms);
+
+// Takes the area's write lock (nests), waiting at most `timeout_ms`; as
+// sharedarea_rlock_timeout.
+int32_t sharedarea_wlock_timeout(int32_t id, int64_t timeout_ms);
+
+// How this thread holds the area's lock: 0 not at all, 1 the read lock, 2 the
+// write lock; or a negative status.
+int32_t sharedarea_held(int32_t id);
+
+// Releases every nested level of this thread's hold on the area; returns how
+// many levels it released (0 if it held none), or a negative status.
+int32_t sharedarea_unlock_all(int32_t id);
+
+// Fills `out` with the state of the area's lock.
+int32_t sharedarea_lock_info(int32_t id, struct sharedarea_lock_info *out);
 
 // Sends one final, unmasked frame (opcode 1 text, 2 binary, 8/9/10 control)
 // carrying `len` bytes at `buf` on socket `fd`. Returns `len` or < 0

@@ -1,30 +1,82 @@
 //! Bounds-checked operations on one area. The range check lives here, once
-//! ([`Area::check`]); every operation goes through the area's lock (see `lock`).
+//! ([`Area::check`]); every operation goes through the area's lock (see `lock`),
+//! taken through guards that give it back on every path out (an error, a panic).
+//!
+//! An [`Object`] is one mapped area (one control block) in this process; an
+//! [`Area`] is an id naming one. Attaching a `name=` object this process already
+//! has gives a new id on the same object, so the lock, this process's slot and
+//! this thread's hold records are the object's: locking through one id and
+//! writing through the other works.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::backing::{Backing, Mapping};
 use crate::control::Control;
 use crate::futex::{self, Wake};
-use crate::lock::{self, Held, Popped};
+use crate::lock::holds::{self, Held, Popped, Taken};
+use crate::lock::{self, Blocked, Lock, Me, Patience, Stolen};
 use crate::process::FORK_GENERATION;
+use crate::seqcopy;
 use crate::status::{Error, Result, Status};
 
-/// One area of this process.
-pub struct Area {
-    id: i32,
+/// One mapped area of this process, shared by every id attached to it.
+pub struct Object {
     mapping: Mapping,
-    /// This process's reader slot: `(fork generation << 32) | (slot + 1)`, 0 = none.
-    slot: std::sync::atomic::AtomicU64,
+    /// This process's slot: `(fork generation << 32) | code`; code 0: none yet,
+    /// `SLOTLESS_CODE`: no slot could be had, else slot + 1.
+    slot: AtomicU64,
 }
 
+const SLOTLESS_CODE: u32 = u32::MAX;
+
 // SAFETY: the raw pointers in `mapping` point into shared mappings that live as
-// long as the Area; all access to the control block is through atomics, and data
-// access is serialised by the area's cross-process lock.
-unsafe impl Send for Area {}
+// long as the Object; all access to the control block is through atomics, and data
+// access is serialised by the area's cross-process lock (or copied atomically).
+unsafe impl Send for Object {}
 // SAFETY: as above.
-unsafe impl Sync for Area {}
+unsafe impl Sync for Object {}
+
+impl Object {
+    pub fn new(mapping: Mapping) -> Object {
+        Object {
+            mapping,
+            slot: AtomicU64::new(0),
+        }
+    }
+
+    /// The `name=` object's (device, inode) while it has a name, for finding a
+    /// second attach of it.
+    pub fn identity(&self) -> Option<(u64, u64)> {
+        if !self.mapping.shareable {
+            return None;
+        }
+        self.mapping.tokens.as_ref()?.identity()
+    }
+
+    pub fn size(&self) -> u64 {
+        self.mapping.size
+    }
+
+    fn control(&self) -> &Control {
+        // SAFETY: the control block is mapped for as long as the Object lives and
+        // every bit pattern of it is valid (all atomics).
+        unsafe { &*self.mapping.control }
+    }
+
+    fn lock(&self) -> Lock<'_> {
+        Lock {
+            ctl: self.control(),
+            tokens: self.mapping.tokens.as_ref(),
+        }
+    }
+}
+
+/// One area id of this process.
+pub struct Area {
+    id: i32,
+    obj: &'static Object,
+}
 
 /// Snapshot for `sharedarea_info`.
 pub struct Info {
@@ -41,6 +93,8 @@ pub trait Int: Copy + std::fmt::Display {
     const BYTES: u64;
     fn wrapping_add(self, other: Self) -> Self;
     fn wrapping_sub(self, other: Self) -> Self;
+    fn from_bytes(b: [u8; 8]) -> Self;
+    fn to_bytes(self) -> [u8; 8];
 }
 
 macro_rules! int_impl {
@@ -53,26 +107,127 @@ macro_rules! int_impl {
             fn wrapping_sub(self, other: Self) -> Self {
                 <$t>::wrapping_sub(self, other)
             }
+            fn from_bytes(b: [u8; 8]) -> Self {
+                let mut a = [0u8; std::mem::size_of::<$t>()];
+                a.copy_from_slice(&b[..std::mem::size_of::<$t>()]);
+                <$t>::from_ne_bytes(a)
+            }
+            fn to_bytes(self) -> [u8; 8] {
+                let mut b = [0u8; 8];
+                b[..std::mem::size_of::<$t>()].copy_from_slice(&self.to_ne_bytes());
+                b
+            }
         }
     )*};
 }
 int_impl!(i8, i16, i32, i64);
 
-impl Area {
-    pub fn new(id: i32, mapping: Mapping) -> Area {
-        Area {
-            id,
-            mapping,
-            slot: std::sync::atomic::AtomicU64::new(0),
+/// Loads an integer from shared memory atomically when it is aligned (one
+/// access), byte by byte otherwise (the optimistic check discards a torn mix).
+///
+/// # Safety
+/// `p` must be valid for `T::BYTES` bytes.
+#[inline]
+unsafe fn load_int<T: Int>(p: *const u8) -> T {
+    let mut b = [0u8; 8];
+    let n = T::BYTES as usize;
+    // SAFETY (all arms): p is valid for n bytes (caller) and, in the atomic arms,
+    // aligned to n, so it is a valid atomic of that width.
+    unsafe {
+        if (p as usize) % n != 0 {
+            seqcopy::load(p, b.as_mut_ptr(), n);
+        } else {
+            match n {
+                1 => b[0] = (*(p as *const AtomicU8)).load(Ordering::Relaxed),
+                2 => b[..2].copy_from_slice(
+                    &(*(p as *const AtomicU16))
+                        .load(Ordering::Relaxed)
+                        .to_ne_bytes(),
+                ),
+                4 => b[..4].copy_from_slice(
+                    &(*(p as *const AtomicU32))
+                        .load(Ordering::Relaxed)
+                        .to_ne_bytes(),
+                ),
+                _ => {
+                    b = (*(p as *const AtomicU64))
+                        .load(Ordering::Relaxed)
+                        .to_ne_bytes()
+                }
+            }
         }
+    }
+    T::from_bytes(b)
+}
+
+/// Stores an integer into shared memory (see `load_int`).
+///
+/// # Safety
+/// `p` must be valid for writes of `T::BYTES` bytes.
+#[inline]
+unsafe fn store_int<T: Int>(p: *mut u8, v: T) {
+    let b = v.to_bytes();
+    let n = T::BYTES as usize;
+    // SAFETY (all arms): as in load_int.
+    unsafe {
+        if (p as usize) % n != 0 {
+            seqcopy::store(b.as_ptr(), p, n);
+        } else {
+            let mut a8 = [0u8; 8];
+            a8.copy_from_slice(&b);
+            match n {
+                1 => (*(p as *const AtomicU8)).store(b[0], Ordering::Relaxed),
+                2 => (*(p as *const AtomicU16))
+                    .store(u16::from_ne_bytes([b[0], b[1]]), Ordering::Relaxed),
+                4 => (*(p as *const AtomicU32)).store(
+                    u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+                    Ordering::Relaxed,
+                ),
+                _ => (*(p as *const AtomicU64)).store(u64::from_ne_bytes(a8), Ordering::Relaxed),
+            }
+        }
+    }
+}
+
+/// A lock taken inside an operation: given back when dropped (an early return, a
+/// panic), or by `release`, which reports a lock that was taken from us.
+struct Guard<'a> {
+    ctl: &'a Control,
+    taken: Option<Taken>,
+}
+
+impl Guard<'_> {
+    fn release(mut self) -> std::result::Result<(), Stolen> {
+        match self.taken.take() {
+            Some(t) => lock::release(self.ctl, t),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.taken.take() {
+            let _ = lock::release(self.ctl, t);
+        }
+    }
+}
+
+impl Area {
+    pub fn new(id: i32, obj: &'static Object) -> Area {
+        Area { id, obj }
     }
 
     pub fn id(&self) -> i32 {
         self.id
     }
 
+    pub fn object(&self) -> &'static Object {
+        self.obj
+    }
+
     pub fn size(&self) -> u64 {
-        self.mapping.size
+        self.obj.mapping.size
     }
 
     /// The area's first byte, for zero-copy views that bypass the lock and the
@@ -83,9 +238,7 @@ impl Area {
     }
 
     fn control(&self) -> &Control {
-        // SAFETY: the control block is mapped for as long as the Area lives and
-        // every bit pattern of it is valid (all atomics).
-        unsafe { &*self.mapping.control }
+        self.obj.control()
     }
 
     fn err(&self, status: Status, cause: impl std::fmt::Display) -> Error {
@@ -97,14 +250,14 @@ impl Area {
     #[inline]
     pub fn check(&self, pos: u64, len: u64) -> Result<usize> {
         match pos.checked_add(len) {
-            Some(end) if end <= self.mapping.size => Ok(pos as usize),
+            Some(end) if end <= self.obj.mapping.size => Ok(pos as usize),
             _ => Err(self.range_error(pos, len)),
         }
     }
 
     #[cold]
     fn range_error(&self, pos: u64, len: u64) -> Error {
-        let size = self.mapping.size;
+        let size = self.obj.mapping.size;
         let cause = if pos >= size && len == 0 {
             format!("position {pos} is past the end ({size} bytes)")
         } else if pos >= size {
@@ -122,7 +275,7 @@ impl Area {
             self.check(pos, len)?;
             return Ok(len);
         }
-        let size = self.mapping.size;
+        let size = self.obj.mapping.size;
         if pos >= size {
             return Err(self.err(
                 Status::OutOfRange,
@@ -141,58 +294,109 @@ impl Area {
     fn ptr(&self, pos: usize) -> *mut u8 {
         // SAFETY: callers pass a position validated by `check`, so the offset
         // stays inside the mapping (or one past its end for empty ranges).
-        unsafe { self.mapping.data.add(pos) }
+        unsafe { self.obj.mapping.data.add(pos) }
     }
 
-    /// This process's reader slot, claimed on first use (and again after fork).
-    fn my_slot(&self) -> Result<u32> {
-        self.my_slot_noting_recovery().map(|(slot, _)| slot)
-    }
-
-    /// The slot, and whether claiming it cleared a dead holder's lock. One slot per
-    /// process: when two threads claim at once, the loser gives its slot back.
-    fn my_slot_noting_recovery(&self) -> Result<(u32, bool)> {
+    /// This process's place in the lock (a slot, or slotless), claimed on first
+    /// use (and again after fork); the bool says whether claiming cleared a dead
+    /// holder's lock. One slot per process and object: when two threads claim at
+    /// once, the loser gives its slot back.
+    #[inline]
+    fn me(&self) -> (Me, bool) {
         let generation = FORK_GENERATION.load(Ordering::Acquire) as u64;
-        let cached = self.slot.load(Ordering::Acquire);
+        let cached = self.obj.slot.load(Ordering::Acquire);
         if cached != 0 && cached >> 32 == generation {
-            return Ok(((cached as u32) - 1, false));
+            return (decode_slot(cached as u32), false);
         }
-        let (slot, recovered) =
-            lock::claim_slot(self.control()).map_err(|e| self.err(e.status, e.detail))?;
-        let mine = (generation << 32) | (slot as u64 + 1);
+        self.claim(cached, generation)
+    }
+
+    #[cold]
+    fn claim(&self, cached: u64, generation: u64) -> (Me, bool) {
+        let lk = self.obj.lock();
+        let (slot, recovered) = lock::claim_slot(lk);
+        let code = slot.map_or(SLOTLESS_CODE, |s| s + 1);
+        let mine = (generation << 32) | code as u64;
         match self
+            .obj
             .slot
             .compare_exchange(cached, mine, Ordering::AcqRel, Ordering::Acquire)
         {
-            Ok(_) => Ok((slot, recovered)),
+            Ok(_) => (decode_slot(code), recovered),
             Err(winner) if winner != 0 && winner >> 32 == generation => {
-                lock::release_slot(self.control(), slot);
-                Ok(((winner as u32) - 1, recovered))
+                if let Some(s) = slot {
+                    lock::release_slot(lk, s);
+                }
+                (decode_slot(winner as u32), recovered)
             }
             Err(_) => {
                 // A stale entry changed under us (a fork bumped the generation):
                 // keep ours.
-                self.slot.store(mine, Ordering::Release);
-                Ok((slot, recovered))
+                self.obj.slot.store(mine, Ordering::Release);
+                (decode_slot(code), recovered)
             }
         }
     }
 
-    /// Runs a read-only `f`: straight through under this thread's own lock,
-    /// optimistically without a lock when possible, else under the read lock.
+    /// Takes the lock for one operation, waiting as long as it takes.
+    #[inline]
+    fn guard(&self, me: Me, exclusive: bool) -> Result<Guard<'_>> {
+        let lk = self.obj.lock();
+        let got = if exclusive {
+            lock::lock_exclusive(lk, me, Patience::FOREVER)
+        } else {
+            lock::lock_shared(lk, me, Patience::FOREVER)
+        };
+        match got {
+            Ok(a) => Ok(Guard {
+                ctl: lk.ctl,
+                taken: Some(a.taken),
+            }),
+            Err(b) => Err(self.blocked(b, None)),
+        }
+    }
+
+    #[cold]
+    fn blocked(&self, b: Blocked, timeout: Option<Duration>) -> Error {
+        match b {
+            Blocked::TimedOut(who) => self.err(
+                Status::TimedOut,
+                format!(
+                    "timed out after {} s waiting for the lock: {who}",
+                    fmt_secs(timeout.unwrap_or_default())
+                ),
+            ),
+            Blocked::Interrupted => self.err(
+                Status::Interrupted,
+                "interrupted by a signal while waiting for the lock (nothing is held)",
+            ),
+        }
+    }
+
+    #[cold]
+    fn stolen(&self) -> Error {
+        self.err(
+            Status::LockMisuse,
+            "the lock was taken from this process while it held it (another process judged it dead and recovered the lock); the area may have changed meanwhile",
+        )
+    }
+
+    /// Runs a read-only `f` (which must copy with atomic loads): straight through
+    /// under this thread's own lock, optimistically without a lock when possible,
+    /// else under the read lock.
     #[inline]
     fn reading<T>(&self, mut f: impl FnMut() -> T) -> Result<T> {
-        if lock::held(self.id) != Held::None {
+        let ctl = self.control();
+        if holds::held(ctl) != Held::None {
             return Ok(f());
         }
-        let ctl = self.control();
         if let Some(v) = lock::optimistic(ctl, &mut f) {
             return Ok(v);
         }
-        let me = self.my_slot()?;
-        lock::lock_shared(ctl, me);
+        let (me, _) = self.me();
+        let g = self.guard(me, false)?;
         let v = f();
-        lock::unlock_shared(ctl, me);
+        g.release().map_err(|_| self.stolen())?;
         Ok(v)
     }
 
@@ -201,7 +405,7 @@ impl Area {
     #[inline]
     fn writing<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
         let ctl = self.control();
-        match lock::held(self.id) {
+        match holds::held(ctl) {
             Held::Write => {
                 let v = f();
                 self.count_update(ctl);
@@ -212,11 +416,11 @@ impl Area {
                 "this thread holds the area's read lock; a write needs the write lock (unlock first, or take wlock)",
             )),
             Held::None => {
-                let me = self.my_slot()?;
-                lock::lock_exclusive(ctl, me);
+                let (me, _) = self.me();
+                let g = self.guard(me, true)?;
                 let v = f();
                 self.count_update(ctl);
-                lock::unlock_exclusive(ctl);
+                g.release().map_err(|_| self.stolen())?;
                 Ok(v)
             }
         }
@@ -231,40 +435,58 @@ impl Area {
 
     pub fn read(&self, pos: u64, buf: &mut [u8]) -> Result<()> {
         let start = self.check(pos, buf.len() as u64)?;
-        let src = self.ptr(start);
+        let src = self.ptr(start) as *const u8;
+        let (dst, len) = (buf.as_mut_ptr(), buf.len());
+        let overlaps = (src as usize) < dst as usize + len && (dst as usize) < src as usize + len;
+        if overlaps && len != 0 {
+            // A buffer inside the area itself (a pointer area over the caller's
+            // memory): copy under the lock, with memmove.
+            return self.with_bytes_locked(pos, len as u64, |p, n| {
+                // SAFETY: both ranges are valid for n bytes; `copy` allows overlap;
+                // under the read lock no writer runs.
+                unsafe { std::ptr::copy(p, dst, n) }
+            });
+        }
         self.reading(|| {
-            // SAFETY: `check` proved [start, start+len) inside the mapping; `buf`
-            // is valid for len bytes (it may even overlap a pointer area: `copy`
-            // allows that). Another process may write these bytes
-            // concurrently: such a copy is discarded by the optimistic protocol
-            // (or prevented by the read lock).
-            unsafe { std::ptr::copy(src, buf.as_mut_ptr(), buf.len()) }
+            // SAFETY: `check` proved [start, start+len) inside the mapping; `buf` is
+            // valid for len bytes and disjoint from it. The copy is atomic loads, so
+            // a concurrent writer makes it wrong (and discarded), never undefined.
+            unsafe { seqcopy::load(src, dst, len) }
         })
     }
 
     pub fn write(&self, pos: u64, bytes: &[u8]) -> Result<()> {
         let start = self.check(pos, bytes.len() as u64)?;
         let dst = self.ptr(start);
+        let (src, len) = (bytes.as_ptr(), bytes.len());
+        let overlaps = (src as usize) < dst as usize + len && (dst as usize) < src as usize + len;
         self.writing(|| {
             // SAFETY: `check` proved the range inside the mapping; we hold the write
-            // lock, so no other caller of this library touches it meanwhile.
-            unsafe { std::ptr::copy(bytes.as_ptr(), dst, bytes.len()) }
+            // lock, so no other writer touches it meanwhile. Overlap (bytes taken
+            // from the area itself) needs memmove, and only then a plain copy.
+            unsafe {
+                if overlaps {
+                    std::ptr::copy(src, dst, len)
+                } else {
+                    seqcopy::store(src, dst, len)
+                }
+            }
         })
     }
 
     pub fn read_int<T: Int>(&self, pos: u64) -> Result<T> {
         let start = self.check(pos, T::BYTES)?;
-        let p = self.ptr(start) as *const T;
-        // SAFETY: in range (checked); read_unaligned needs no alignment. A value
-        // torn by a concurrent writer is discarded by the optimistic protocol.
-        self.reading(|| unsafe { std::ptr::read_unaligned(p) })
+        let p = self.ptr(start) as *const u8;
+        // SAFETY: in range (checked). A value torn by a concurrent writer is
+        // discarded by the optimistic protocol.
+        self.reading(|| unsafe { load_int::<T>(p) })
     }
 
     pub fn write_int<T: Int>(&self, pos: u64, value: T) -> Result<()> {
         let start = self.check(pos, T::BYTES)?;
         let p = self.ptr(start);
         // SAFETY: in range (checked), under the write lock.
-        self.writing(|| unsafe { std::ptr::write_unaligned(p as *mut T, value) })
+        self.writing(|| unsafe { store_int(p, value) })
     }
 
     /// Adds `amount` (wrapping) and returns the new value.
@@ -279,13 +501,13 @@ impl Area {
 
     fn modify_int<T: Int>(&self, pos: u64, f: impl FnOnce(T) -> T) -> Result<T> {
         let start = self.check(pos, T::BYTES)?;
-        let p = self.ptr(start) as *mut T;
+        let p = self.ptr(start);
         self.writing(|| {
-            // SAFETY: in range (checked); under the write lock no other caller
-            // writes here, and lock-free readers discard what they saw meanwhile.
+            // SAFETY: in range (checked); under the write lock no other writer
+            // touches it, and lock-free readers discard what they saw meanwhile.
             unsafe {
-                let v = f(std::ptr::read_unaligned(p));
-                std::ptr::write_unaligned(p, v);
+                let v = f(load_int::<T>(p));
+                store_int(p, v);
                 v
             }
         })
@@ -297,10 +519,13 @@ impl Area {
     }
 
     pub fn set_used(&self, used: u64) -> Result<()> {
-        if used > self.mapping.size {
+        if used > self.obj.mapping.size {
             return Err(self.err(
                 Status::OutOfRange,
-                format!("used {used} is past the end ({} bytes)", self.mapping.size),
+                format!(
+                    "used {used} is past the end ({} bytes)",
+                    self.obj.mapping.size
+                ),
             ));
         }
         let u = &self.control().used;
@@ -324,7 +549,7 @@ impl Area {
     /// Sleeps until the update counter differs from `seen`. `timeout` None: no
     /// limit. Woken by the update itself (the releasing writer wakes waiters).
     pub fn wait_since(&self, seen: u64, timeout: Option<Duration>) -> Result<()> {
-        if lock::held(self.id) != Held::None && self.updates() == seen {
+        if holds::held(self.control()) != Held::None && self.updates() == seen {
             return Err(self.err(
                 Status::LockMisuse,
                 "this thread holds the area's lock, so no other process can update it: unlock before waiting",
@@ -370,67 +595,102 @@ impl Area {
         )
     }
 
-    pub fn rlock(&self) -> Result<bool> {
-        match lock::held(self.id) {
-            Held::Write | Held::Read => {
-                lock::push_hold(self.id, false);
-                Ok(false)
-            }
-            Held::None => {
-                let (me, claimed_after_recovery) = self.my_slot_noting_recovery()?;
-                let recovered = lock::lock_shared(self.control(), me);
-                lock::push_hold(self.id, false);
-                Ok(recovered | claimed_after_recovery)
-            }
-        }
+    /// How this thread holds the area's lock.
+    pub fn held(&self) -> Held {
+        holds::held(self.control())
     }
 
+    /// Takes the read lock (nests); waits forever.
+    pub fn rlock(&self) -> Result<bool> {
+        self.rlock_with(Patience::FOREVER, None)
+    }
+
+    /// Takes the write lock (nests); waits forever.
     pub fn wlock(&self) -> Result<bool> {
-        match lock::held(self.id) {
-            Held::Write => {
-                lock::push_hold(self.id, true);
-                Ok(false)
-            }
-            Held::Read => Err(self.err(
+        self.wlock_with(Patience::FOREVER, None)
+    }
+
+    /// Takes the read lock, as patient as `p`. Returns whether a dead holder was
+    /// cleared (or a thread exited holding the lock) since the last taker.
+    pub fn rlock_with(&self, p: Patience, timeout: Option<Duration>) -> Result<bool> {
+        self.explicit(false, p, timeout)
+    }
+
+    /// Takes the write lock, as patient as `p`.
+    pub fn wlock_with(&self, p: Patience, timeout: Option<Duration>) -> Result<bool> {
+        self.explicit(true, p, timeout)
+    }
+
+    fn explicit(&self, write: bool, p: Patience, timeout: Option<Duration>) -> Result<bool> {
+        let ctl = self.control();
+        match (holds::held(ctl), write) {
+            (Held::Read, true) => Err(self.err(
                 Status::LockMisuse,
                 "this thread holds the read lock; it cannot be upgraded to the write lock (unlock first)",
             )),
-            Held::None => {
-                let (me, claimed_after_recovery) = self.my_slot_noting_recovery()?;
-                let recovered = lock::lock_exclusive(self.control(), me);
-                lock::push_hold(self.id, true);
-                Ok(recovered | claimed_after_recovery)
+            (Held::Write, _) | (Held::Read, false) => {
+                if holds::deepen(ctl) {
+                    Ok(false)
+                } else {
+                    Err(self.err(Status::Limit, "the lock is nested 2^32 - 1 deep already"))
+                }
+            }
+            (Held::None, _) => {
+                let (me, claim_recovered) = self.me();
+                let lk = self.obj.lock();
+                let got = if write {
+                    lock::lock_exclusive(lk, me, p)
+                } else {
+                    lock::lock_shared(lk, me, p)
+                };
+                let a = got.map_err(|b| self.blocked(b, timeout))?;
+                holds::push_new(ctl, write, a.taken);
+                let abandoned = ctl.stats.abandoned.load(Ordering::Relaxed) != 0
+                    && ctl.stats.abandoned.swap(0, Ordering::AcqRel) != 0;
+                Ok(a.recovered | claim_recovered | abandoned)
             }
         }
     }
 
+    /// Releases one level of this thread's hold.
     pub fn unlock(&self) -> Result<()> {
-        match lock::pop_hold(self.id) {
-            Popped::NotHeld => Err(self.err(
+        self.unlock_levels(false).map(|_| ())
+    }
+
+    /// Releases every level of this thread's hold; returns how many (0: none).
+    pub fn unlock_all(&self) -> Result<u32> {
+        self.unlock_levels(true)
+    }
+
+    fn unlock_levels(&self, all: bool) -> Result<u32> {
+        let ctl = self.control();
+        match holds::pop(ctl, all) {
+            (Popped::NotHeld, _) if all => Ok(0),
+            (Popped::NotHeld, _) => Err(self.err(
                 Status::LockMisuse,
                 "this thread does not hold the area's lock",
             )),
-            Popped::Nested => Ok(()),
-            Popped::Last { write: true } => {
-                lock::unlock_exclusive(self.control());
-                Ok(())
-            }
-            Popped::Last { write: false } => {
-                let me = self.my_slot()?;
-                lock::unlock_shared(self.control(), me);
-                Ok(())
+            (Popped::Nested, n) => Ok(n),
+            (Popped::Last(taken), n) => {
+                lock::release(ctl, taken).map_err(|_| self.stolen())?;
+                Ok(n)
             }
         }
+    }
+
+    /// The lock's state, for `sharedarea_lock_info` and tools.
+    pub fn lock_snapshot(&self) -> lock::Snapshot {
+        lock::snapshot(self.control())
     }
 
     pub fn info(&self) -> Info {
         let ctl = self.control();
         Info {
-            size: self.mapping.size,
+            size: self.obj.mapping.size,
             updates: ctl.updates.updates.load(Ordering::Acquire),
             used: ctl.used.used.load(Ordering::Acquire),
             recoveries: ctl.used.recoveries.load(Ordering::Acquire),
-            backing: self.mapping.backing,
+            backing: self.obj.mapping.backing,
             honour_used: ctl.used.honour_used.load(Ordering::Acquire) != 0,
         }
     }
@@ -446,15 +706,22 @@ impl Area {
     ) -> Result<T> {
         let start = self.check(pos, len)?;
         let p = self.ptr(start) as *const u8;
-        if lock::held(self.id) != Held::None {
+        if holds::held(self.control()) != Held::None {
             return Ok(f(p, len as usize));
         }
-        let ctl = self.control();
-        let me = self.my_slot()?;
-        lock::lock_shared(ctl, me);
+        let (me, _) = self.me();
+        let g = self.guard(me, false)?;
         let v = f(p, len as usize);
-        lock::unlock_shared(ctl, me);
+        g.release().map_err(|_| self.stolen())?;
         Ok(v)
+    }
+}
+
+fn decode_slot(code: u32) -> Me {
+    if code == SLOTLESS_CODE {
+        Me::Slotless
+    } else {
+        Me::Slot(code - 1)
     }
 }
 

@@ -17,7 +17,9 @@ use std::sync::atomic::Ordering;
 
 use memmap2::{MmapOptions, MmapRaw};
 
+use crate::area::Object;
 use crate::control::{Control, MAGIC, VERSION};
+use crate::lock::token::TokenFile;
 use crate::process;
 use crate::spec::{Size, Source, Spec};
 use crate::status::{Error, Result, Status};
@@ -40,7 +42,19 @@ pub struct Mapping {
     pub size: u64,
     pub control: *const Control,
     pub backing: Backing,
+    /// The lock's liveness tokens (see `lock::token`): the `name=` object itself,
+    /// or a memfd made with the area; None if none could be had (slotless).
+    pub tokens: Option<TokenFile>,
+    /// Whether a second attach of the same object shares this mapping (`name=`).
+    pub shareable: bool,
     _maps: Vec<Region>,
+}
+
+/// What creating an area from a spec found.
+pub enum Made {
+    New(Mapping),
+    /// The `name=` object is already attached in this process.
+    Attached(&'static Object),
 }
 
 /// One mapping an area keeps alive (held only to be unmapped on drop).
@@ -132,6 +146,7 @@ fn map(file: &File, offset: u64, len: u64, what: &str) -> Result<MmapRaw> {
 
 /// A fresh control block in its own (anonymous, fork-shared) memory.
 fn private_control(size: u64) -> Result<(Region, *const Control)> {
+    // (The tokens go with it: see `TokenFile::memfd` at the callers.)
     let map = AnonMap::new(control_len(), "the control block")?;
     let control = map.ptr as *const Control;
     // SAFETY: the mapping is control_len() >= size_of::<Control>() bytes, page
@@ -175,16 +190,16 @@ fn size_in_bytes(size: Size, round_to_pages: bool) -> Result<Option<u64>> {
 
 /// Creates (or attaches) the memory a parsed spec describes. Every error names
 /// the spec.
-pub fn create(spec_text: &str, spec: &Spec) -> Result<Mapping> {
+pub fn create(spec_text: &str, spec: &Spec) -> Result<Made> {
     create_from(spec)
         .map_err(|e| Error::new(e.status, format!("spec \"{spec_text}\": {}", e.detail)))
 }
 
-fn create_from(spec: &Spec) -> Result<Mapping> {
+fn create_from(spec: &Spec) -> Result<Made> {
     match &spec.source {
         Source::Anonymous => {
             let size = size_in_bytes(spec.size, true)?.unwrap_or(0);
-            anonymous(size)
+            anonymous(size).map(Made::New)
         }
         Source::File(path) => {
             let file = std::fs::OpenOptions::new()
@@ -200,14 +215,29 @@ fn create_from(spec: &Spec) -> Result<Mapping> {
                 Backing::File,
                 &format!("file {path}"),
             )
+            .map(Made::New)
         }
         Source::Fd(fd) => {
             let size = size_in_bytes(spec.size, false)?;
-            from_fd(*fd, size, spec.offset)
+            from_fd(*fd, size, spec.offset).map(Made::New)
         }
         Source::Named(name) => {
             let size = size_in_bytes(spec.size, false)?;
-            named(name, size)
+            if let Some(obj) = already_attached(name) {
+                if let Some(s) = size {
+                    if s != obj.size() {
+                        return Err(Error::new(
+                            Status::InvalidSpec,
+                            format!(
+                                "name={name}: the area exists with {} bytes, not {s}",
+                                obj.size()
+                            ),
+                        ));
+                    }
+                }
+                return Ok(Made::Attached(obj));
+            }
+            named(name, size).map(Made::New)
         }
     }
 }
@@ -228,6 +258,8 @@ pub fn anonymous(size: u64) -> Result<Mapping> {
         size,
         control: base as *const Control,
         backing: Backing::Anonymous,
+        tokens: TokenFile::memfd(),
+        shareable: false,
         _maps: vec![Region::Anon(map)],
     })
 }
@@ -323,6 +355,8 @@ fn over_file(
         size,
         control,
         backing,
+        tokens: TokenFile::memfd(),
+        shareable: false,
         _maps: vec![Region::File(data_map), control_map],
     })
 }
@@ -335,6 +369,8 @@ pub fn pointer(ptr: *mut u8, len: u64) -> Result<Mapping> {
         size: len,
         control,
         backing: Backing::Pointer,
+        tokens: TokenFile::memfd(),
+        shareable: false,
         _maps: vec![control_map],
     })
 }
@@ -466,7 +502,7 @@ pub fn named(name: &str, size: Option<u64>) -> Result<Mapping> {
                 // `header` bytes are zero and mapped for as long as `map` lives.
                 init_identity(unsafe { &*(base as *const Control) }, size, header);
                 flock(&file, libc::LOCK_UN);
-                Ok(finish_named(map, base, size, header))
+                Ok(finish_named(map, base, size, header, file))
             })();
             if made.is_err() {
                 // SAFETY: unlinking the name we created; c_name is NUL-terminated.
@@ -579,13 +615,6 @@ pub fn named(name: &str, size: Option<u64>) -> Result<Mapping> {
             format_args!("{shm_name} has an inconsistent header"),
         ));
     }
-    let ns = id.pid_namespace.load(Ordering::Relaxed);
-    if ns != 0 && ns != process::pid_namespace() {
-        return Err(not_an_area(
-            name,
-            "it was created in another pid namespace, where its lock holders cannot be checked",
-        ));
-    }
     if let Some(s) = size {
         if s != area_size {
             return Err(Error::new(
@@ -594,16 +623,33 @@ pub fn named(name: &str, size: Option<u64>) -> Result<Mapping> {
             ));
         }
     }
-    Ok(finish_named(map, base, area_size, header))
+    Ok(finish_named(map, base, area_size, header, file))
 }
 
-fn finish_named(map: MmapRaw, base: *mut u8, size: u64, header: u64) -> Mapping {
+/// Where glibc's `shm_open` keeps `name`.
+fn shm_path(name: &str) -> String {
+    format!("/dev/shm/{}", name.strip_prefix('/').unwrap_or(name))
+}
+
+/// The object `name=NAME` names, if this process has it attached already. Asked
+/// with `stat`, never by opening it: closing a second descriptor of the object
+/// would drop this process's record locks on it (see `lock::token`).
+fn already_attached(name: &str) -> Option<&'static Object> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(shm_path(name)).ok()?;
+    crate::registry::object_with_identity((meta.dev(), meta.ino()))
+}
+
+fn finish_named(map: MmapRaw, base: *mut u8, size: u64, header: u64, file: File) -> Mapping {
+    let tokens = TokenFile::new(file);
     Mapping {
         // SAFETY: header < mapping length (header + size, size > 0 or == 0 at end).
         data: unsafe { base.add(header as usize) },
         size,
         control: base as *const Control,
         backing: Backing::Named,
+        tokens: Some(tokens),
+        shareable: true,
         _maps: vec![Region::File(map)],
     }
 }

@@ -1,43 +1,66 @@
-//! The shared control block: identity, the lock word, the counters and the reader
-//! slots of one area. It lives in shared memory: a separate anonymous `MAP_SHARED`
-//! block for anonymous/file/fd/pointer areas (so forked children share it, as in
-//! uWSGI), or the first pages of the POSIX shared-memory object of a `name=` area
-//! (so unrelated processes share it).
+//! The shared control block: identity, the lock word, the counters and the
+//! per-process slots of one area. It lives in shared memory: a separate anonymous
+//! `MAP_SHARED` block for anonymous/file/fd/pointer areas (so forked children
+//! share it, as in uWSGI), or the first pages of the POSIX shared-memory object of
+//! a `name=` area (so unrelated processes share it).
 //!
 //! ```text
 //!  offset  line  field
-//!       0     0  magic "SHAREA\0\1" (written last at creation) | version | owner uid
-//!                pid namespace inode | data size | data offset in the object
-//!      64     1  lock: state word (futex) | reader-slot high-water mark
+//!       0     0  magic "SHAREA\0\2" (written last at creation) | version | owner uid
+//!                creator's pid namespace (informative) | data size | data offset
+//!      64     1  lock: state word (futex) | slot high-water mark | slotless writer
 //!     128     2  updates (u64; its low 32 bits are the waiters' futex word)
 //!     192     3  used | honour_used | recoveries
-//!     256  4..   SLOTS reader slots, one cache line each: pid | readers | start time
+//!     256     4  lock statistics: undecided liveness checks, updates at the last
+//!                writer recovery, abandoned-by-a-thread flag
+//!     320  5..   SLOTS process slots, one cache line each
 //! ```
 //!
-//! All fields are atomics: the block is written by several processes at once.
+//! All fields are atomics: the block is written by several processes at once, and
+//! any of them may scribble on it; every reader of a field treats its value as
+//! untrusted (indexes are clamped, pids are only ever used as names).
 
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
-pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHAREA\0\x01");
-pub(crate) const VERSION: u32 = 1;
-/// Reader slots: the most processes that can use one area's lock at once.
-pub(crate) const SLOTS: usize = 255;
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHAREA\0\x02");
+pub(crate) const VERSION: u32 = 2;
+/// Process slots: the most processes that can hold a slot in one area at once.
+/// A process beyond them still works, slotless (see `lock`).
+pub const SLOTS: usize = 4096;
 
-/// One process's record in an area: who it is, and how many read locks its threads hold.
+/// One process's record in an area. The slot is owned by whoever holds its
+/// liveness token (a record lock, see `lock::token`); only the owner writes
+/// `pid`, `start`, `ns` and `wgen`.
 #[repr(C, align(64))]
 pub struct Slot {
-    /// 0: free; `RESERVED_BIT | P`: being claimed or freed by process P (if P
-    /// dies meanwhile, anyone may finish the job); else the owner's pid.
+    /// The owner's pid as it sees itself (0: free). A name for messages and for
+    /// the pid-reuse check; liveness is the token's business.
     pub pid: AtomicU32,
     /// Read locks held by the owner's threads.
     pub readers: AtomicU32,
-    /// The owner's start time (see `process`).
+    /// The owner's start time (clock ticks since boot; 0 when unknown).
     pub start: AtomicU64,
+    /// The owner's pid namespace (inode; 0 when unknown).
+    pub ns: AtomicU64,
+    /// While the owner holds the write lock: the state word it installed
+    /// (writer and generation bits); a checker that finds the state naming this
+    /// slot with another value knows the word was scribbled on.
+    pub wgen: AtomicU32,
+    /// CLOCK_MONOTONIC milliseconds when the owner took an explicit lock (for
+    /// messages naming how long a holder has held it; 0: unknown).
+    pub since_ms: AtomicU64,
 }
 
-/// Marks a slot as being claimed or freed; the low bits name the process doing
-/// it (pids are below 2^22 on Linux).
-pub(crate) const RESERVED_BIT: u32 = 1 << 31;
+/// A writer that has no slot (every slot taken, or no token file): named here,
+/// with the generation it installed, so waiters can check it.
+#[repr(C)]
+pub struct SlotlessWriter {
+    pub pid: AtomicU32,
+    /// The state word's writer+generation bits when `pid` took the lock.
+    pub state: AtomicU32,
+    pub start: AtomicU64,
+    pub ns: AtomicU64,
+}
 
 #[repr(C, align(64))]
 pub struct Identity {
@@ -55,6 +78,7 @@ pub struct LockLine {
     pub state: AtomicU32,
     /// Slots `0..hwm` have ever been claimed; writers scan only those.
     pub slot_hwm: AtomicU32,
+    pub slotless: SlotlessWriter,
 }
 
 #[repr(C, align(64))]
@@ -69,12 +93,25 @@ pub struct UsedLine {
     pub recoveries: AtomicU64,
 }
 
+#[repr(C, align(64))]
+pub struct StatsLine {
+    /// Times a waiter could not tell whether a holder was alive, and waited.
+    pub undecided: AtomicU64,
+    /// The update count right after the last recovery of a dead *writer* (whose
+    /// multi-part update may be torn); 0: never.
+    pub writer_recovery_updates: AtomicU64,
+    /// Set when a thread exited holding the lock (its holds were released); the
+    /// next explicit rlock/wlock reports RECOVERED and clears it.
+    pub abandoned: AtomicU32,
+}
+
 #[repr(C)]
 pub struct Control {
     pub identity: Identity,
     pub lock: LockLine,
     pub updates: UpdatesLine,
     pub used: UsedLine,
+    pub stats: StatsLine,
     pub slots: [Slot; SLOTS],
 }
 
@@ -92,8 +129,21 @@ impl Control {
         // and the CPU read the half atomically.
         unsafe { &*base.add(low) }
     }
+
+    /// Slot `i`, for an index read from shared memory (clamped: never outside).
+    pub fn slot(&self, i: usize) -> Option<&Slot> {
+        self.slots.get(i)
+    }
+
+    /// The slot high-water mark, clamped to `SLOTS`.
+    pub fn hwm(&self, order: std::sync::atomic::Ordering) -> usize {
+        (self.lock.slot_hwm.load(order) as usize).min(SLOTS)
+    }
 }
 
 const _: () = assert!(std::mem::size_of::<Slot>() == 64);
 const _: () = assert!(std::mem::offset_of!(Control, lock) == 64);
-const _: () = assert!(std::mem::offset_of!(Control, slots) == 256);
+const _: () = assert!(std::mem::offset_of!(Control, updates) == 128);
+const _: () = assert!(std::mem::offset_of!(Control, used) == 192);
+const _: () = assert!(std::mem::offset_of!(Control, stats) == 256);
+const _: () = assert!(std::mem::offset_of!(Control, slots) == 320);

@@ -7,7 +7,9 @@
 //! * [`spec`]      spec strings -> typed description (no I/O)
 //! * [`backing`]   the mappings: anonymous, file, fd, named, pointer
 //! * [`control`]   the shared control block's layout
-//! * [`lock`]      the futex reader/writer lock and dead-holder recovery
+//! * [`lock`]      the futex reader/writer lock, liveness tokens, dead-holder
+//!   recovery, and this thread's holds
+//! * [`seqcopy`]   atomic copies for lock-free reads
 //! * [`futex`]     the two futex(2) calls
 //! * [`process`]   process identity and liveness
 //! * [`area`]      bounds-checked operations on one area
@@ -26,6 +28,7 @@ pub mod inspect;
 pub mod lock;
 pub mod process;
 pub mod registry;
+pub mod seqcopy;
 pub mod spec;
 pub mod status;
 pub mod websocket;

@@ -1,10 +1,11 @@
 //! Process identity and liveness.
 //!
-//! A pid alone is not an identity: pids are reused. A process is named by its pid
-//! and its start time (field 22 of `/proc/PID/stat`, clock ticks since boot). A
-//! holder is dead when `/proc/PID` is gone, names a process with another start
-//! time, or is a zombie (killed but not yet reaped: it can never release anything).
-//! The check errs toward "alive" when it cannot tell.
+//! A pid alone is not an identity: pids are reused. A process is named by its pid,
+//! its start time (field 22 of `/proc/PID/stat`, clock ticks since boot) and its
+//! pid namespace. Liveness proper is the lock's tokens' business (`lock::token`);
+//! this file answers the two questions left: is a process whose token is gone
+//! perhaps still alive (`token_free_verdict`), and is a holder that has no token
+//! dead (`untokened_verdict`, from `pidfd_open`/`kill` and `/proc` where shown).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -52,25 +53,108 @@ fn stat_of(pid: u32) -> Option<Stat> {
     Some(Stat { state, start })
 }
 
-/// Whether the process (pid, start) is certainly gone.
-pub fn is_dead(pid: u32, start: u64) -> bool {
-    if pid == 0 {
-        return false;
+/// What can be said of a process recorded in a slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    Alive,
+    Dead,
+    /// Cannot be told; the reason, for messages.
+    Unknown(String),
+}
+
+/// For a slot whose liveness token is free (see `lock::token`): dead, unless a
+/// process with the recorded pid and start time still runs in this pid
+/// namespace — an owner that lost its token because its descriptor was closed
+/// under the library. Only what is *seen* can save it: no `/proc`, a hidden
+/// `/proc` or another namespace leave the token's answer (dead) standing.
+pub fn token_free_verdict(pid: u32, start: u64, ns: u64) -> Liveness {
+    if pid == 0 || start == 0 || (ns != 0 && ns != pid_namespace()) {
+        return Liveness::Dead;
     }
     match stat_of(pid) {
-        Some(s) if s.start != start => true,
-        Some(s) => is_zombie_state(s.state) && !has_live_thread(pid),
-        None => no_such_pid(pid),
+        Some(s) if s.start == start && (!is_zombie_state(s.state) || has_live_thread(pid)) => {
+            Liveness::Alive
+        }
+        _ => Liveness::Dead,
     }
 }
 
-/// Whether no process `pid` runs (for a short-lived mark where no start time
-/// was recorded: a pid is not reused within microseconds).
-pub fn pid_is_gone(pid: u32) -> bool {
-    match stat_of(pid) {
-        Some(s) => is_zombie_state(s.state) && !has_live_thread(pid),
-        None => no_such_pid(pid),
+/// For a holder with no token (a slotless writer): what the kernel says of the
+/// pid, checked against the start time where `/proc` shows it. Errs toward
+/// "alive" (`Unknown`) when it cannot tell.
+pub fn untokened_verdict(pid: u32, start: u64, ns: u64) -> Liveness {
+    if pid == 0 {
+        return Liveness::Unknown("the holder has not named itself yet".into());
     }
+    if ns != 0 && ns != pid_namespace() {
+        return Liveness::Unknown(format!(
+            "pid {pid} is in another pid namespace, and it holds no liveness token"
+        ));
+    }
+    match pid_exit_state(pid) {
+        PidState::Gone | PidState::Exited => return Liveness::Dead,
+        PidState::Running | PidState::CannotTell => {}
+    }
+    match stat_of(pid) {
+        Some(s) if start != 0 && s.start != start => Liveness::Dead,
+        Some(s) if is_zombie_state(s.state) && !has_live_thread(pid) => Liveness::Dead,
+        Some(_) if start != 0 => Liveness::Alive,
+        _ => Liveness::Unknown(format!(
+            "a process with pid {pid} runs, and /proc does not show whether it is the holder"
+        )),
+    }
+}
+
+enum PidState {
+    /// No such pid.
+    Gone,
+    /// The pid's process has exited (a zombie not yet reaped).
+    Exited,
+    Running,
+    CannotTell,
+}
+
+/// Asks the kernel, without `/proc`: `pidfd_open` + `poll` (a zombie's pidfd is
+/// readable), else `kill(pid, 0)`.
+fn pid_exit_state(pid: u32) -> PidState {
+    let Ok(pid_t) = libc::pid_t::try_from(pid) else {
+        return PidState::Gone;
+    };
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid_t, 0) } as i32;
+    if fd >= 0 {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd we own; zero timeout. Then close the fd we opened.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        // SAFETY: `fd` is ours.
+        unsafe { libc::close(fd) };
+        return if n > 0 && p.revents & libc::POLLIN != 0 {
+            PidState::Exited
+        } else {
+            PidState::Running
+        };
+    }
+    if std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+        return PidState::Gone;
+    }
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    if unsafe { libc::kill(pid_t, 0) } == 0 {
+        return PidState::Running;
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::ESRCH) => PidState::Gone,
+        Some(libc::EPERM) => PidState::Running,
+        _ => PidState::CannotTell,
+    }
+}
+
+/// Whether the process (pid, start) is certainly gone (tests and tools).
+pub fn is_dead(pid: u32, start: u64) -> bool {
+    untokened_verdict(pid, start, 0) == Liveness::Dead
 }
 
 fn is_zombie_state(state: u8) -> bool {
@@ -94,19 +178,23 @@ fn has_live_thread(pid: u32) -> bool {
     })
 }
 
-fn no_such_pid(pid: u32) -> bool {
-    // No stat: gone, unless /proc is not readable at all.
-    std::path::Path::new("/proc/self/stat").exists()
-        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
-
 /// The inode of this process's pid namespace (0 if unknown). Pids recorded in a
 /// named area are only meaningful inside the namespace that wrote them.
 pub fn pid_namespace() -> u64 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self/ns/pid")
+    static NS: AtomicU64 = AtomicU64::new(u64::MAX);
+    static NS_GENERATION: AtomicU32 = AtomicU32::new(u32::MAX);
+    let generation = FORK_GENERATION.load(Ordering::Acquire);
+    if NS_GENERATION.load(Ordering::Acquire) == generation {
+        return NS.load(Ordering::Relaxed);
+    }
+    // (A forked child may be the first process of a new pid namespace.)
+    let ns = std::fs::metadata("/proc/self/ns/pid")
         .map(|m| m.ino())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    NS.store(ns, Ordering::Relaxed);
+    NS_GENERATION.store(generation, Ordering::Release);
+    ns
 }
 
 #[cfg(test)]
@@ -124,5 +212,11 @@ mod tests {
             "another start time is another process"
         );
         assert!(is_dead(0x3fff_fff0, 1), "no such pid");
+        assert_eq!(token_free_verdict(pid, start, 0), Liveness::Alive);
+        assert_eq!(token_free_verdict(pid, start + 1, 0), Liveness::Dead);
+        assert_eq!(
+            token_free_verdict(pid, start, pid_namespace() + 1),
+            Liveness::Dead
+        );
     }
 }

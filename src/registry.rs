@@ -7,9 +7,10 @@ use std::sync::Once;
 
 use parking_lot::Mutex;
 
-use crate::area::Area;
-use crate::backing::Mapping;
-use crate::lock;
+use crate::area::{Area, Object};
+use crate::backing::Made;
+use crate::lock::holds;
+use crate::lock::token::TOKEN_OPS;
 use crate::process::FORK_GENERATION;
 use crate::status::{Error, Result, Status};
 
@@ -24,7 +25,15 @@ static AT_FORK: Once = Once::new();
 
 extern "C" fn in_forked_child() {
     FORK_GENERATION.fetch_add(1, Ordering::AcqRel);
-    lock::forget_holds();
+    holds::forget_holds();
+    // Another thread of the parent may have been inside a token operation: in
+    // the child that thread does not exist, and never will unlock.
+    if TOKEN_OPS.is_locked() {
+        // SAFETY: the child has one thread, this one, which does not hold the
+        // mutex: whoever held it is gone, and what it protected (this process's
+        // record locks) was not inherited by the child anyway.
+        unsafe { TOKEN_OPS.force_unlock() };
+    }
 }
 
 /// The area with this id.
@@ -56,8 +65,17 @@ pub fn count() -> usize {
     COUNT.load(Ordering::Acquire)
 }
 
-/// Adds an area built from `mapping` (given its future id) and returns its id.
-pub fn add(make: impl FnOnce() -> Result<Mapping>) -> Result<i32> {
+/// The object with this (device, inode), if some area of this process maps it.
+pub fn object_with_identity(identity: (u64, u64)) -> Option<&'static Object> {
+    (0..count())
+        .filter_map(|i| get(i as i32).ok())
+        .map(|a| a.object())
+        .find(|o| o.identity() == Some(identity))
+}
+
+/// Adds an area (a new mapping, or a new id on an object already attached) and
+/// returns its id.
+pub fn add(make: impl FnOnce() -> Result<Made>) -> Result<i32> {
     AT_FORK.call_once(|| {
         // SAFETY: registering a plain extern "C" fn with no arguments; it only
         // touches atomics and this thread's thread-locals.
@@ -71,8 +89,11 @@ pub fn add(make: impl FnOnce() -> Result<Mapping>) -> Result<i32> {
             format!("this process already has {MAX_AREAS} areas"),
         ));
     }
-    let mapping = make()?;
-    let area = Box::leak(Box::new(Area::new(id as i32, mapping)));
+    let obj: &'static Object = match make()? {
+        Made::New(mapping) => Box::leak(Box::new(Object::new(mapping))),
+        Made::Attached(obj) => obj,
+    };
+    let area = Box::leak(Box::new(Area::new(id as i32, obj)));
     AREAS[id].store(area, Ordering::Release);
     COUNT.store(id + 1, Ordering::Release);
     Ok(id as i32)

@@ -578,7 +578,7 @@ fn named_foreign_object_of_the_right_size_is_refused_and_untouched() {
     let header = named_header_len();
     let ident = real_identity(4096);
     let mut other_version = ident.clone();
-    other_version[8..12].copy_from_slice(&2u32.to_ne_bytes());
+    other_version[8..12].copy_from_slice(&99u32.to_ne_bytes());
     let mut wrong_size = ident.clone();
     wrong_size[24..32].copy_from_slice(&8192u64.to_ne_bytes()); // says 8192, object holds 4096
     for (tag, head, needle) in [

@@ -371,7 +371,11 @@ fn named_area_owned_by_another_user_is_refused() {
         return;
     }
     let name = ShmName::new("owner");
-    must_init(&format!("name={},size=4096", name.0));
+    // Created by another process: this one, having never attached it, checks it
+    // afresh (an object already attached here is shared, whoever owns it now).
+    let spec = format!("name={},size=4096", name.0);
+    fork_child(move || if init(&spec) >= 0 { 0 } else { 1 })
+        .expect_success(std::time::Duration::from_secs(10), "creator");
     let c = std::ffi::CString::new(name.0.as_str()).unwrap();
     let fd = unsafe { libc::shm_open(c.as_ptr(), libc::O_RDWR, 0) };
     assert!(fd >= 0);

@@ -76,7 +76,7 @@ pub extern "C" fn sharedarea_init_ptr(ptr: *mut c_void, len: u64) -> i32 {
                 format!("ptr {ptr:p} + len {len} wraps around the address space"),
             ));
         }
-        registry::add(|| backing::pointer(ptr.cast(), len))
+        registry::add(|| backing::pointer(ptr.cast(), len).map(backing::Made::New))
     })
 }
 
@@ -93,7 +93,7 @@ pub extern "C" fn sharedarea_init_fd(fd: i32, len: u64, offset: i64) -> i32 {
         })?;
         let size = if len == 0 { None } else { Some(len) };
         // No spec here: a bad length or offset is a bad argument.
-        registry::add(|| backing::from_fd(fd, size, offset)).map_err(|e| {
+        registry::add(|| backing::from_fd(fd, size, offset).map(backing::Made::New)).map_err(|e| {
             if e.status == Status::InvalidSpec {
                 Error::new(
                     Status::InvalidArgument,

@@ -1,11 +1,13 @@
 //! The lock, waiting for updates, counting updates.
 #![allow(clippy::not_unsafe_ptr_arg_deref)] // C entry points: see ffi/mod.rs
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{boundary, note, try_mut};
+use crate::lock::holds::Held;
+use crate::lock::Patience;
 use crate::registry;
-use crate::status::{Error, Status};
+use crate::status::{Error, Result, Status};
 
 /// Blocks until the area is updated after the call began. `timeout_s` 0: no
 /// limit; negative: INVALID_ARGUMENT. `freq_ms` (>= 0) is accepted for uWSGI
@@ -110,6 +112,127 @@ pub extern "C" fn sharedarea_wlock(id: i32) -> i32 {
 pub extern "C" fn sharedarea_unlock(id: i32) -> i32 {
     boundary("sharedarea_unlock", || {
         registry::get(id)?.unlock()?;
+        Ok(0)
+    })
+}
+
+/// The patience a `timeout_ms` argument asks for: -1 no limit, 0 one try, > 0
+/// that long; interruptible by signals.
+fn patience(id: i32, timeout_ms: i64) -> Result<(Patience, Option<Duration>)> {
+    match timeout_ms {
+        -1 => Ok((
+            Patience {
+                deadline: None,
+                interruptible: true,
+            },
+            None,
+        )),
+        t if t >= 0 => {
+            let d = Duration::from_millis(t as u64);
+            Ok((
+                Patience {
+                    deadline: Some(Instant::now() + d),
+                    interruptible: true,
+                },
+                Some(d),
+            ))
+        }
+        t => Err(Error::area(
+            Status::InvalidArgument,
+            id,
+            format!("timeout {t} ms is negative (-1 means no limit)"),
+        )),
+    }
+}
+
+/// Takes the area's read lock (nests), waiting at most `timeout_ms` (-1: no
+/// limit, 0: one try). Returns 0, RECOVERED, E_TIMED_OUT (the last error names
+/// the holder and how long it has held the lock), or E_INTERRUPTED (a signal
+/// arrived while blocked; nothing is held: call again with the time left).
+#[no_mangle]
+pub extern "C" fn sharedarea_rlock_timeout(id: i32, timeout_ms: i64) -> i32 {
+    boundary("sharedarea_rlock_timeout", || {
+        let area = registry::get(id)?;
+        let (p, t) = patience(id, timeout_ms)?;
+        let recovered = area.rlock_with(p, t)?;
+        Ok(taken("sharedarea_rlock_timeout", id, recovered))
+    })
+}
+
+/// Takes the area's write lock (nests), waiting at most `timeout_ms`; as
+/// sharedarea_rlock_timeout.
+#[no_mangle]
+pub extern "C" fn sharedarea_wlock_timeout(id: i32, timeout_ms: i64) -> i32 {
+    boundary("sharedarea_wlock_timeout", || {
+        let area = registry::get(id)?;
+        let (p, t) = patience(id, timeout_ms)?;
+        let recovered = area.wlock_with(p, t)?;
+        Ok(taken("sharedarea_wlock_timeout", id, recovered))
+    })
+}
+
+/// How this thread holds the area's lock: 0 not at all, 1 the read lock, 2 the
+/// write lock; or a negative status.
+#[no_mangle]
+pub extern "C" fn sharedarea_held(id: i32) -> i32 {
+    boundary("sharedarea_held", || {
+        Ok(match registry::get(id)?.held() {
+            Held::None => 0,
+            Held::Read => 1,
+            Held::Write => 2,
+        })
+    })
+}
+
+/// Releases every nested level of this thread's hold on the area; returns how
+/// many levels it released (0 if it held none), or a negative status.
+#[no_mangle]
+pub extern "C" fn sharedarea_unlock_all(id: i32) -> i32 {
+    boundary("sharedarea_unlock_all", || {
+        let n = registry::get(id)?.unlock_all()?;
+        Ok(n.min(i32::MAX as u32) as i32)
+    })
+}
+
+/// The state of an area's lock (`sharedarea_lock_info`).
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct sharedarea_lock_info {
+    /// Pid of the write lock's holder as it recorded itself (0: none).
+    pub writer_pid: u32,
+    /// Processes holding read locks now.
+    pub reader_processes: u32,
+    /// Read locks held now, over all processes.
+    pub readers: u64,
+    /// Processes that hold a slot in the lock (attached and having used it).
+    pub processes: u32,
+    pub reserved: u32,
+    /// Locks recovered from holders that died (or threads that exited holding).
+    pub recoveries: u64,
+    /// Times a waiter could not tell whether a holder was alive, and waited.
+    pub undecided: u64,
+    /// The update count right after the last recovery of a dead writer, whose
+    /// update may be torn (0: never).
+    pub writer_recovery_updates: u64,
+}
+
+/// Fills `out` with the state of the area's lock.
+#[no_mangle]
+pub extern "C" fn sharedarea_lock_info(id: i32, out: *mut sharedarea_lock_info) -> i32 {
+    boundary("sharedarea_lock_info", || {
+        let area = registry::get(id)?;
+        let out = try_mut(out, "out")?;
+        let s = area.lock_snapshot();
+        *out = sharedarea_lock_info {
+            writer_pid: s.writer_pid,
+            reader_processes: s.reader_processes,
+            readers: s.readers,
+            processes: s.processes,
+            reserved: 0,
+            recoveries: area.info().recoveries,
+            undecided: s.undecided,
+            writer_recovery_updates: s.writer_recovery_updates,
+        };
         Ok(0)
     })
 }
