@@ -15,6 +15,7 @@ use crate::backing::{Backing, Mapping};
 use crate::control::Control;
 use crate::futex::{self, Wake};
 use crate::lock::holds::{self, Held, Popped, Taken};
+use crate::lock::token::TokenFile;
 use crate::lock::{self, Blocked, Lock, Me, Patience, Stolen};
 use crate::process::FORK_GENERATION;
 use crate::seqcopy;
@@ -58,10 +59,14 @@ impl Object {
         self.mapping.size
     }
 
-    fn control(&self) -> &Control {
+    pub(crate) fn control(&self) -> &Control {
         // SAFETY: the control block is mapped for as long as the Object lives and
         // every bit pattern of it is valid (all atomics).
         unsafe { &*self.mapping.control }
+    }
+
+    pub(crate) fn tokens(&self) -> Option<&TokenFile> {
+        self.mapping.tokens.as_ref()
     }
 
     fn lock(&self) -> Lock<'_> {
@@ -234,7 +239,7 @@ impl Area {
     /// update counter (Python's `sharedarea_memoryview`, as in uWSGI). Valid for
     /// `size()` bytes for the life of the process.
     pub fn data_ptr(&self) -> *mut u8 {
-        self.mapping.data
+        self.obj.mapping.data
     }
 
     fn control(&self) -> &Control {

@@ -14,10 +14,12 @@ use std::sync::atomic::Ordering;
 
 use memmap2::{MmapOptions, MmapRaw};
 
+use crate::area::Object;
 use crate::backing::{page_size, shm_dir};
-use crate::control::{Control, MAGIC, RESERVED_BIT, SLOTS, VERSION};
+use crate::control::{Control, MAGIC, SLOTS, VERSION};
 use crate::lock;
-use crate::process;
+use crate::lock::token::{Token, TokenFile};
+use crate::process::{self, Liveness};
 use crate::status::{Error, Result, Status};
 
 /// One process recorded in an area's reader slots (a process claims a slot the
@@ -62,21 +64,25 @@ impl ControlView {
     }
 }
 
-/// Reads an area's counters, reader slots and lock holder (a snapshot: the block
-/// keeps changing under other processes).
-pub fn read_control(ctl: &Control) -> ControlView {
+/// Reads an area's counters, process slots and lock holder (a snapshot: the block
+/// keeps changing under other processes). A slot's process is alive while it holds
+/// the slot's liveness token (see `lock::token`); without the token file (or for
+/// this process's own slots, whose tokens never conflict with it) `/proc` is asked.
+pub fn read_control(ctl: &Control, tokens: Option<&TokenFile>) -> ControlView {
     let slot_of = |i: usize| -> Option<SlotProcess> {
         let s = ctl.slots.get(i)?;
-        let raw = s.pid.load(Ordering::Acquire);
-        if raw == 0 {
+        let pid = s.pid.load(Ordering::Acquire);
+        if pid == 0 {
             return None;
         }
-        let pid = raw & !RESERVED_BIT;
         let start = s.start.load(Ordering::Relaxed);
-        let alive = if raw & RESERVED_BIT != 0 || start == 0 {
-            !process::pid_is_gone(pid)
-        } else {
-            !process::is_dead(pid, start)
+        let ns = s.ns.load(Ordering::Relaxed);
+        let alive = match tokens.map(|t| t.holder(i)) {
+            Some(Token::Held(_)) => true,
+            Some(Token::Free) if pid != std::process::id() => {
+                process::token_free_verdict(pid, start, ns) == Liveness::Alive
+            }
+            _ => !process::is_dead(pid, start),
         };
         Some(SlotProcess {
             pid,
@@ -234,17 +240,46 @@ fn open_checked(bare: &str) -> Result<(File, MmapRaw)> {
     Ok((file, map))
 }
 
+/// The object this process has attached under `bare`, if any. Asked with `stat`:
+/// opening and closing a second descriptor of an object this process has
+/// attached would drop its liveness tokens (see `lock::token`).
+fn attached_here(bare: &str) -> Option<&'static Object> {
+    let meta = std::fs::metadata(format!("{}/{bare}", shm_dir())).ok()?;
+    crate::registry::object_with_identity((meta.dev(), meta.ino()))
+}
+
 /// Looks at the named area `name` without attaching to it.
 pub fn named_area(name: &str) -> Result<NamedArea> {
     let bare = bare_name(name)?;
+    if let Some(obj) = attached_here(bare) {
+        let meta = std::fs::metadata(format!("{}/{bare}", shm_dir()))
+            .map_err(|e| Error::io(format_args!("cannot stat {}/{bare}", shm_dir()), e))?;
+        let mut area = describe(bare, &meta, obj.control(), obj.tokens());
+        area.mapped_by = mapped_by(meta.dev(), meta.ino());
+        return Ok(area);
+    }
     let (file, map) = open_checked(bare)?;
     let meta = file
         .metadata()
         .map_err(|e| Error::io(format_args!("cannot stat {}/{bare}", shm_dir()), e))?;
+    let tokens = TokenFile::new(file);
     // SAFETY: as in open_checked: a read-only mapping of a whole Control.
     let ctl = unsafe { &*(map.as_ptr() as *const Control) };
+    let mut area = describe(bare, &meta, ctl, Some(&tokens));
+    // Unmapped first, so this look does not count as an attachment.
+    drop(map);
+    area.mapped_by = mapped_by(meta.dev(), meta.ino());
+    Ok(area)
+}
+
+fn describe(
+    bare: &str,
+    meta: &std::fs::Metadata,
+    ctl: &Control,
+    tokens: Option<&TokenFile>,
+) -> NamedArea {
     let ns = ctl.identity.pid_namespace.load(Ordering::Relaxed);
-    let mut area = NamedArea {
+    NamedArea {
         name: bare.to_string(),
         path: format!("{}/{bare}", shm_dir()),
         size: ctl.identity.size.load(Ordering::Relaxed),
@@ -253,13 +288,9 @@ pub fn named_area(name: &str) -> Result<NamedArea> {
         mode: meta.mode() & 0o7777,
         modified: meta.mtime(),
         same_pid_namespace: ns == 0 || ns == process::pid_namespace(),
-        control: read_control(ctl),
+        control: read_control(ctl, tokens),
         mapped_by: Vec::new(),
-    };
-    // Unmapped first, so this look does not count as an attachment.
-    drop(map);
-    area.mapped_by = mapped_by(meta.dev(), meta.ino());
-    Ok(area)
+    }
 }
 
 /// Every named area in /dev/shm this user can open, by name. Objects that are
@@ -320,7 +351,9 @@ fn mapped_by(dev: u64, ino: u64) -> Vec<u32> {
 /// creates a new area. The memory is freed when the last process unmaps it.
 pub fn unlink(name: &str) -> Result<()> {
     let bare = bare_name(name)?;
-    drop(open_checked(bare)?);
+    if attached_here(bare).is_none() {
+        drop(open_checked(bare)?);
+    }
     let c_name = CString::new(format!("/{bare}")).map_err(|_| {
         Error::new(
             Status::InvalidArgument,

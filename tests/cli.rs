@@ -344,7 +344,8 @@ fn rm_refuses_while_attached_unless_forced() {
 
     // Not an area: left alone.
     let foreign = ShmName::new("cli-rm-foreign");
-    std::fs::write(format!("/dev/shm{}", foreign.0), vec![1u8; 65536]).unwrap();
+    // Larger than any control block, so its header is what gets it refused.
+    std::fs::write(format!("/dev/shm{}", foreign.0), vec![1u8; 1 << 20]).unwrap();
     let err = fails(&["rm", foreign.0.trim_start_matches('/'), "--force"], 1);
     assert!(err.contains("not a sharedarea"), "{err}");
     assert!(std::path::Path::new(&format!("/dev/shm{}", foreign.0)).exists());

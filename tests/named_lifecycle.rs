@@ -90,7 +90,7 @@ fn unlink_errors_name_the_function_and_change_nothing() {
 
     // Another program's shared memory is not removed.
     let foreign = ShmName::new("foreign");
-    std::fs::write(shm_path(&foreign.0), vec![7u8; 65536]).unwrap();
+    std::fs::write(shm_path(&foreign.0), vec![7u8; 1 << 20]).unwrap();
     assert_eq!(unlink(&foreign.0), sa::SHAREDAREA_E_NOT_AN_AREA);
     assert!(
         last_error().contains("not a sharedarea"),
@@ -135,7 +135,7 @@ fn devices_are_refused_not_mapped() {
 }
 
 /// Runs `full_dev_shm_is_an_error_at_init_inner` in a new user and mount namespace
-/// with a 1 MiB tmpfs on /dev/shm; skips when such namespaces are not permitted.
+/// with a 2 MiB tmpfs on /dev/shm; skips when such namespaces are not permitted.
 #[test]
 fn full_dev_shm_is_an_error_at_init_not_a_sigbus() {
     let _g = serial();
@@ -145,7 +145,7 @@ fn full_dev_shm_is_an_error_at_init_not_a_sigbus() {
             "-Urm",
             "sh",
             "-c",
-            "mount -t tmpfs -o size=1M none /dev/shm",
+            "mount -t tmpfs -o size=2M none /dev/shm",
         ])
         .output();
     match probe {
@@ -167,7 +167,7 @@ fn full_dev_shm_is_an_error_at_init_not_a_sigbus() {
             "-Urm",
             "sh",
             "-c",
-            "mount -t tmpfs -o size=1M none /dev/shm && exec \"$0\" --exact full_dev_shm_is_an_error_at_init_inner --ignored --nocapture --test-threads=1",
+            "mount -t tmpfs -o size=2M none /dev/shm && exec \"$0\" --exact full_dev_shm_is_an_error_at_init_inner --ignored --nocapture --test-threads=1",
         ])
         .arg(&exe)
         .env("SHAREDAREA_SMALL_SHM", "1")
@@ -196,7 +196,7 @@ fn full_dev_shm_is_an_error_at_init_inner() {
         return;
     }
     // Larger than the whole tmpfs: refused at init, nothing left behind.
-    assert_eq!(init("name=big,size=2M"), sa::SHAREDAREA_E_IO);
+    assert_eq!(init("name=big,size=4M"), sa::SHAREDAREA_E_IO);
     let e = last_error();
     assert!(
         e.contains("name=big") && e.contains("No space left on device"),
@@ -209,12 +209,12 @@ fn full_dev_shm_is_an_error_at_init_inner() {
 
     // Fill most of it, then an area that would have fit the free space only on
     // paper: every byte of an area that is created can be written.
-    let id = must_init("name=half,size=600K");
-    let full = vec![0xA5u8; 600 * 1024];
+    let id = must_init("name=half,size=1200K");
+    let full = vec![0xA5u8; 1200 * 1024];
     must_write(id, 0, &full);
-    assert_eq!(init("name=more,size=600K"), sa::SHAREDAREA_E_IO);
+    assert_eq!(init("name=more,size=1200K"), sa::SHAREDAREA_E_IO);
     assert!(!std::path::Path::new("/dev/shm/more").exists());
     let small = must_init("name=small,size=64K");
     must_write(small, 0, &vec![1u8; 64 * 1024]);
-    assert_eq!(read(id, 600 * 1024 - 4, 4).unwrap(), vec![0xA5u8; 4]);
+    assert_eq!(read(id, 1200 * 1024 - 4, 4).unwrap(), vec![0xA5u8; 4]);
 }

@@ -51,7 +51,7 @@ use pyo3::types::{PyDict, PyTuple};
 
 use sharedarea::area::Area;
 use sharedarea::backing::{self, page_size, Backing};
-use sharedarea::lock::{self, Held};
+use sharedarea::lock::holds::Held;
 use sharedarea::registry;
 use sharedarea::spec::Spec;
 use sharedarea::status::{Result as CoreResult, Status};
@@ -87,7 +87,9 @@ fn run<T: Send>(
     id: i32,
     f: impl FnOnce() -> CoreResult<T> + Send,
 ) -> CoreResult<T> {
-    if EXPLICIT_HOLDS.load(Ordering::SeqCst) == 0 || lock::held(id) != Held::None {
+    if EXPLICIT_HOLDS.load(Ordering::SeqCst) == 0
+        || registry::get(id).is_ok_and(|a| a.held() != Held::None)
+    {
         f()
     } else {
         py.detach(f)
