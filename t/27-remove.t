@@ -55,7 +55,7 @@ ok(!eval { SharedArea::remove($name); 1 }, 'removing a missing name dies');
 like($@, qr/^SharedArea::remove: no area named "\Q$name\E"/, '... naming the function and the name');
 
 open my $fh, '>', $foreign or die "$foreign: $!";
-print {$fh} "x" x 65536;
+print {$fh} "x" x (1 << 20);    # larger than any control block: refused for its header
 close $fh;
 ok(!eval { SharedArea::remove("$name-foreign"); 1 }, "another program's shared memory is not removed");
 like($@, qr/^SharedArea::remove: .*not a sharedarea/, '... and says why');
