@@ -66,6 +66,10 @@
 // name=: the object is not an area, has another version, owner or pid namespace.
 #define SHAREDAREA_E_NOT_AN_AREA -13
 
+// A WebSocket send failed part-way through a frame (or a later send on that
+// connection): the stream is broken for good and the socket has been shut down.
+#define SHAREDAREA_E_CONNECTION_FAILED -14
+
 #define SHAREDAREA_BACKING_ANONYMOUS 0
 
 #define SHAREDAREA_BACKING_FILE 1
@@ -320,6 +324,45 @@ int64_t sharedarea_ws_flush(int32_t fd);
 // number of an old one. Returns the number of bytes dropped (0 when none),
 // or < 0 (INVALID_ARGUMENT for a negative fd).
 int64_t sharedarea_ws_forget(int32_t fd);
+
+// Sets how long a send waits for a client that accepts nothing (`ms`
+// milliseconds, for this whole process; default 60000) before it fails.
+// A send that gives up after part of its frame left fails with
+// CONNECTION_FAILED, and so does every later send on that socket (until
+// `sharedarea_ws_forget`): the socket is shut down. Returns 0, or
+// INVALID_ARGUMENT for 0.
+int32_t sharedarea_ws_set_stall_limit(uint64_t ms);
+
+// Sends one frame like `sharedarea_ws_send`, but never waits: what the socket
+// does not take at once is copied and queued (behind anything already queued
+// on `fd`), for `sharedarea_ws_flush_nb` to send when the socket is writable.
+// Returns the bytes queued on `fd` after the call (0: the whole frame went to
+// the kernel), or < 0. The queue has no bound: check `sharedarea_ws_queued`
+// first and skip frames while a client lags. For event loops.
+int64_t sharedarea_ws_send_nb(int32_t fd, uint8_t opcode, const void *buf, uint64_t len);
+
+// `sharedarea_ws_send_nb` of the area's bytes at `pos` (`len` 0: to the end,
+// or to `used`): straight from shared memory under the read lock, copying only
+// what the socket does not take at once. Returns the bytes queued on `fd`
+// after the call, or < 0.
+int64_t sharedarea_ws_send_from_area_nb(int32_t fd,
+                                        uint8_t opcode,
+                                        int32_t id,
+                                        uint64_t pos,
+                                        uint64_t len);
+
+// Sends what the socket takes now of the bytes queued on `fd` (by the `_nb`
+// sends, or an interrupted send), never waiting. Returns the bytes still
+// queued (0: none), or < 0: a failure breaks the connection
+// (CONNECTION_FAILED or PEER_CLOSED; the socket is shut down).
+int64_t sharedarea_ws_flush_nb(int32_t fd);
+
+// Bytes on their way to the client of socket `fd`: those queued by this
+// library plus those in the kernel's send queue (SIOCOUTQ). An event loop
+// skips a frame for a client while this exceeds about one frame, so that a
+// slow client always gets the latest frame rather than a queue of old ones.
+// Returns the count, or < 0 (CONNECTION_FAILED once the connection broke).
+int64_t sharedarea_ws_queued(int32_t fd);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -27,11 +27,14 @@ pub enum Status {
     Limit = -11,
     PeerClosed = -12,
     NotAnArea = -13,
+    /// A WebSocket connection is unusable: a frame was cut off part-way (a send or
+    /// pong failed in the middle), so no further frame can be framed on it.
+    ConnectionFailed = -14,
 }
 
 impl Status {
     /// Every status, for tables and tests.
-    pub const ALL: [Status; 15] = [
+    pub const ALL: [Status; 16] = [
         Status::Ok,
         Status::Recovered,
         Status::NoSuchArea,
@@ -47,6 +50,7 @@ impl Status {
         Status::Limit,
         Status::PeerClosed,
         Status::NotAnArea,
+        Status::ConnectionFailed,
     ];
 
     pub fn code(self) -> i32 {
@@ -75,6 +79,7 @@ impl Status {
             Status::Limit => b"limit reached (too many areas, or too many processes on one area)\0",
             Status::PeerClosed => b"the peer closed the connection\0",
             Status::NotAnArea => b"the object is not a usable area\0",
+            Status::ConnectionFailed => b"the connection failed (a frame was cut off part-way)\0",
         }
     }
 

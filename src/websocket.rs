@@ -47,7 +47,7 @@
 //! the next signal, progress, or stall: the same limit as any wait on `poll`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -55,8 +55,23 @@ use parking_lot::Mutex;
 use crate::area::Area;
 use crate::status::{Error, Result, Status};
 
-/// Give up on a client that accepts nothing for this long.
+/// Give up on a client that accepts nothing for this long (the default of
+/// [`stall_limit`]).
 pub const STALL_LIMIT: Duration = Duration::from_secs(60);
+
+/// The stall limit in force in this process, in milliseconds.
+static STALL_LIMIT_MS: AtomicU64 = AtomicU64::new(60_000);
+
+/// How long a send waits for a client that accepts nothing before giving up.
+pub fn stall_limit() -> Duration {
+    Duration::from_millis(STALL_LIMIT_MS.load(Ordering::Relaxed))
+}
+
+/// Sets the stall limit for this process (at least 1 ms).
+pub fn set_stall_limit(limit: Duration) {
+    let ms = limit.as_millis().clamp(1, u64::MAX as u128) as u64;
+    STALL_LIMIT_MS.store(ms, Ordering::Relaxed);
+}
 
 /// Frame opcodes a server may send.
 pub fn valid_opcode(op: u8) -> bool {
@@ -132,8 +147,10 @@ pub fn pending_len(fd: i32) -> u64 {
         .map_or(0, |p| (p.bytes.len() - p.done) as u64)
 }
 
-/// Refuses a new frame while an interrupted one is pending on `fd`.
+/// Refuses a new frame while an interrupted one is pending on `fd`, and any
+/// frame at all on a connection that a cut-off frame broke.
 fn check_nothing_pending(fd: i32) -> Result<()> {
+    check_not_broken(fd)?;
     match pending_len(fd) {
         0 => Ok(()),
         left => Err(Error::new(
@@ -162,6 +179,7 @@ fn interrupted(fd: i32, left: usize, payload: u64) -> Error {
 /// nothing was pending. `Interrupted` again on the next signal (the rest stays
 /// pending); any other failure drops them.
 pub fn flush(fd: i32) -> Result<Option<u64>> {
+    check_not_broken(fd)?;
     let Some(mut p) = take(fd) else {
         return Ok(None);
     };
@@ -173,13 +191,101 @@ pub fn flush(fd: i32) -> Result<Option<u64>> {
             park(fd, p);
             Err(interrupted(fd, left, payload))
         }
-        Err(Stop::Failed(e)) => Err(e),
+        Err(Stop::Failed(e)) => Err(cut_off(fd, e)),
     }
 }
 
-/// Drops the bytes an interrupted send left on `fd`; returns how many.
+/// Drops the bytes an interrupted send left on `fd`, and the mark of a broken
+/// connection; returns how many bytes.
 pub fn forget(fd: i32) -> u64 {
+    unmark_broken(fd);
     take(fd).map_or(0, |p| (p.bytes.len() - p.done) as u64)
+}
+
+// ---------------------------------------------------------------------------
+// Connections broken by a cut-off frame
+
+/// fd -> (the socket's inode, why its stream was cut off part-way through a
+/// frame). Once a frame is cut off, whatever is sent next would be read as that
+/// frame's payload: the connection is unusable for good, so every later send on
+/// it fails at once (`ConnectionFailed`). The inode tells a later connection
+/// that got the same number (the mark is then dropped); [`forget`] drops it too.
+static BROKEN: Mutex<BTreeMap<i32, (u64, String)>> = Mutex::new(BTreeMap::new());
+/// Entries in `BROKEN` (changed only under its mutex).
+static BROKEN_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// The inode of what `fd` refers to (sockets have distinct ones), if open.
+fn inode(fd: i32) -> Option<u64> {
+    // SAFETY: a zeroed stat is a valid out-buffer for fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes only into `st`.
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(st.st_ino)
+}
+
+fn unmark_broken(fd: i32) {
+    if BROKEN_COUNT.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    if BROKEN.lock().remove(&fd).is_some() {
+        BROKEN_COUNT.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// Why `fd`'s stream is broken, if it is (a mark left by an earlier socket
+/// with the same number is dropped here).
+pub fn broken(fd: i32) -> Option<String> {
+    if BROKEN_COUNT.load(Ordering::Acquire) == 0 {
+        return None;
+    }
+    let mut map = BROKEN.lock();
+    let (ino, why) = map.get(&fd)?;
+    if inode(fd) == Some(*ino) {
+        return Some(why.clone());
+    }
+    map.remove(&fd);
+    BROKEN_COUNT.fetch_sub(1, Ordering::Release);
+    None
+}
+
+fn check_not_broken(fd: i32) -> Result<()> {
+    match broken(fd) {
+        None => Ok(()),
+        Some(why) => Err(Error::new(
+            Status::ConnectionFailed,
+            format!("fd {fd}: the connection failed earlier ({why}): no frame can follow"),
+        )),
+    }
+}
+
+/// A send failed after part of a frame had left: marks `fd` broken, drops
+/// anything pending, shuts the socket down (both ways, so that the client sees
+/// the end and a reader of this side stops at once), and returns the error to
+/// report: `PeerClosed` when that was the cause, else `ConnectionFailed`.
+#[cold]
+fn cut_off(fd: i32, cause: Error) -> Error {
+    let why = cause.detail.clone();
+    let why = why
+        .strip_prefix(&format!("fd {fd}: "))
+        .unwrap_or(&why)
+        .to_string();
+    take(fd);
+    if let Some(ino) = inode(fd) {
+        let mut map = BROKEN.lock();
+        let mark = (ino, format!("a frame was cut off part-way: {why}"));
+        if map.insert(fd, mark).is_none() {
+            BROKEN_COUNT.fetch_add(1, Ordering::Release);
+        }
+    }
+    // SAFETY: shutdown on a descriptor number has no memory effects; a bad one
+    // just fails.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    if cause.status == Status::PeerClosed {
+        return cause;
+    }
+    Error::new(
+        Status::ConnectionFailed,
+        format!("fd {fd}: the connection failed part-way through a frame ({why}); it is shut down"),
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -283,7 +389,7 @@ fn drain(
         };
         match send_once(fd, a, b.as_ptr(), b.len())? {
             None => return Err(Stop::Interrupted),
-            Some(0) => wait_writable(fd, *last_progress + STALL_LIMIT)?,
+            Some(0) => wait_writable(fd, *last_progress + stall_limit())?,
             Some(n) => {
                 *done += n;
                 *last_progress = Instant::now();
@@ -322,7 +428,7 @@ fn wait_writable(fd: i32, deadline: Instant) -> std::result::Result<(), Stop> {
             Status::TimedOut,
             format!(
                 "fd {fd}: the client accepted nothing for {} s",
-                STALL_LIMIT.as_secs()
+                crate::area::fmt_secs(stall_limit())
             ),
         )));
     }
@@ -361,8 +467,17 @@ enum Body<'a> {
 }
 
 /// The waiting phase of a send whose first `sendmsg` took `sent` bytes of
-/// `head` + `body`. On a signal, parks what is left and returns `Interrupted`.
-fn finish(fd: i32, head: &[u8], body: Body, payload: u64, sent: usize) -> Result<()> {
+/// `head` + `body` (`started`: bytes of the frame before `head` already left).
+/// On a signal, parks what is left and returns `Interrupted`. A failure once
+/// any byte of the frame has left breaks the connection for good.
+fn finish(
+    fd: i32,
+    head: &[u8],
+    body: Body,
+    payload: u64,
+    sent: usize,
+    started: bool,
+) -> Result<()> {
     let body_bytes: &[u8] = match &body {
         Body::Borrowed(s) => s,
         Body::Owned(v) => v,
@@ -375,7 +490,9 @@ fn finish(fd: i32, head: &[u8], body: Body, payload: u64, sent: usize) -> Result
     let mut last_progress = Instant::now();
     match drain(fd, head, body_bytes, &mut done, &mut last_progress) {
         Ok(()) => Ok(()),
-        Err(Stop::Failed(e)) => Err(e),
+        // Nothing of the frame left: the stream is still whole.
+        Err(Stop::Failed(e)) if done == 0 && !started => Err(e),
+        Err(Stop::Failed(e)) => Err(cut_off(fd, e)),
         Err(Stop::Interrupted) => {
             let (bytes, from) = if done < head.len() {
                 let mut v = Vec::with_capacity(total - done);
@@ -411,7 +528,7 @@ pub fn send(fd: i32, opcode: u8, payload: &[u8]) -> Result<u64> {
     let h = frame_header(opcode, payload.len() as u64, &mut hdr);
     let sent = send_first(fd, &hdr[..h], payload.as_ptr(), payload.len())?;
     let n = payload.len() as u64;
-    finish(fd, &hdr[..h], Body::Borrowed(payload), n, sent)?;
+    finish(fd, &hdr[..h], Body::Borrowed(payload), n, sent, false)?;
     Ok(n)
 }
 
@@ -435,8 +552,144 @@ pub fn send_from_area(fd: i32, opcode: u8, area: &Area, pos: u64, len: u64) -> R
         Ok((sent, rest))
     })??;
     // What is left: the header's unsent end (if any), then `rest`.
-    finish(fd, &hdr[sent.min(h)..h], Body::Owned(rest), n, 0)?;
+    finish(fd, &hdr[sent.min(h)..h], Body::Owned(rest), n, 0, sent > 0)?;
     Ok(n)
+}
+
+// ---------------------------------------------------------------------------
+// Non-blocking sends, for event loops
+
+/// Puts `bytes` (a whole frame, or the unsent end of one) behind whatever is
+/// already pending on `fd`.
+fn queue(fd: i32, bytes: Vec<u8>, payload: u64) {
+    let p = match take(fd) {
+        None => Pending {
+            bytes,
+            done: 0,
+            payload,
+            last_progress: Instant::now(),
+        },
+        Some(mut p) => {
+            p.bytes.drain(..p.done);
+            p.bytes.extend_from_slice(&bytes);
+            Pending {
+                bytes: p.bytes,
+                done: 0,
+                payload,
+                last_progress: p.last_progress,
+            }
+        }
+    };
+    park(fd, p);
+}
+
+/// Sends what the socket takes now of the bytes pending on `fd`, never
+/// waiting. Returns the count still pending (0: all gone to the kernel).
+pub fn flush_nb(fd: i32) -> Result<u64> {
+    check_not_broken(fd)?;
+    let Some(mut p) = take(fd) else {
+        return Ok(0);
+    };
+    while p.done < p.bytes.len() {
+        match send_first(fd, &p.bytes[p.done..], std::ptr::null(), 0) {
+            Ok(0) => break,
+            Ok(n) => {
+                p.done += n;
+                p.last_progress = Instant::now();
+            }
+            Err(e) => return Err(cut_off(fd, e)),
+        }
+    }
+    let left = (p.bytes.len() - p.done) as u64;
+    if left > 0 {
+        park(fd, p);
+    }
+    Ok(left)
+}
+
+/// Sends one frame without waiting: what the socket does not take now is
+/// copied and queued, in order, behind anything already queued on `fd`
+/// ([`flush_nb`] sends it later). Returns the bytes queued on `fd` after the
+/// call (0: the whole frame is with the kernel). The queue has no bound: look
+/// at [`queued`] before sending.
+pub fn send_nb(fd: i32, opcode: u8, payload: &[u8]) -> Result<u64> {
+    check_opcode(opcode, payload.len() as u64)?;
+    let mut hdr = [0u8; 10];
+    let h = frame_header(opcode, payload.len() as u64, &mut hdr);
+    if flush_nb(fd)? > 0 {
+        let mut v = Vec::with_capacity(h + payload.len());
+        v.extend_from_slice(&hdr[..h]);
+        v.extend_from_slice(payload);
+        queue(fd, v, payload.len() as u64);
+        return Ok(pending_len(fd));
+    }
+    let sent = send_first(fd, &hdr[..h], payload.as_ptr(), payload.len())?;
+    if sent < h + payload.len() {
+        let mut v = Vec::with_capacity(h + payload.len() - sent);
+        if sent < h {
+            v.extend_from_slice(&hdr[sent..h]);
+        }
+        v.extend_from_slice(&payload[sent.saturating_sub(h)..]);
+        queue(fd, v, payload.len() as u64);
+    }
+    Ok(pending_len(fd))
+}
+
+/// [`send_nb`] of the area's bytes at `pos` (`len` 0: to the end, or to `used`
+/// when honoured): one non-blocking `sendmsg` straight from shared memory under
+/// the read lock, and a private copy of what the kernel did not take.
+pub fn send_from_area_nb(fd: i32, opcode: u8, area: &Area, pos: u64, len: u64) -> Result<u64> {
+    let n = area.extent(pos, len)?;
+    check_opcode(opcode, n)?;
+    let mut hdr = [0u8; 10];
+    let h = frame_header(opcode, n, &mut hdr);
+    let behind = flush_nb(fd)? > 0;
+    let rest = area.with_bytes_locked(pos, n, |p, l| -> Result<Vec<u8>> {
+        let sent = if behind {
+            0
+        } else {
+            send_first(fd, &hdr[..h], p, l)?
+        };
+        let mut v = Vec::new();
+        if sent < h + l {
+            v.reserve(h + l - sent);
+            if sent < h {
+                v.extend_from_slice(&hdr[sent..h]);
+            }
+            let from = sent.saturating_sub(h);
+            // SAFETY: `p` points at `l` bytes of the area, valid while the lock
+            // is held (inside this closure); `from <= l`.
+            v.extend_from_slice(unsafe { std::slice::from_raw_parts(p.add(from), l - from) });
+        }
+        Ok(v)
+    })??;
+    if !rest.is_empty() {
+        queue(fd, rest, n);
+    }
+    Ok(pending_len(fd))
+}
+
+/// Bytes on their way to the client of `fd`: queued here plus those still in
+/// the kernel's send queue (`SIOCOUTQ`: not yet sent, or not yet acknowledged).
+pub fn queued(fd: i32) -> Result<u64> {
+    check_not_broken(fd)?;
+    let mut outq: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int at the pointer given.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut outq as *mut libc::c_int) };
+    if r < 0 {
+        let err = std::io::Error::last_os_error();
+        return Err(match err.raw_os_error() {
+            Some(libc::EBADF) => Error::new(
+                Status::InvalidArgument,
+                format!("fd {fd} is not an open descriptor"),
+            ),
+            Some(libc::ENOTTY) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => {
+                Error::new(Status::InvalidArgument, format!("fd {fd} is not a socket"))
+            }
+            _ => Error::io(format_args!("fd {fd}: SIOCOUTQ"), err),
+        });
+    }
+    Ok(pending_len(fd) + outq.max(0) as u64)
 }
 
 #[cfg(test)]

@@ -146,6 +146,7 @@ fn header_declares_the_whole_abi() {
         "SHAREDAREA_E_LIMIT",
         "SHAREDAREA_E_PEER_CLOSED",
         "SHAREDAREA_E_NOT_AN_AREA",
+        "SHAREDAREA_E_CONNECTION_FAILED",
         "SHAREDAREA_BACKING_ANONYMOUS",
         "SHAREDAREA_BACKING_FILE",
         "SHAREDAREA_BACKING_FD",

@@ -499,11 +499,12 @@ fn strerror_for_every_status_is_distinct_static_text() {
         sa::SHAREDAREA_E_LIMIT,
         sa::SHAREDAREA_E_PEER_CLOSED,
         sa::SHAREDAREA_E_NOT_AN_AREA,
+        sa::SHAREDAREA_E_CONNECTION_FAILED,
     ];
     // the documented numbers
     assert_eq!(
         statuses,
-        [0, 1, -1, -2, -3, -4, -5, -6, -7, -8, -9, -10, -11, -12, -13]
+        [0, 1, -1, -2, -3, -4, -5, -6, -7, -8, -9, -10, -11, -12, -13, -14]
     );
     let mut texts = std::collections::HashSet::new();
     for st in statuses {

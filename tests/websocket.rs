@@ -612,3 +612,217 @@ fn forget_drops_the_pending_bytes_of_an_interrupted_send() {
     close(a);
     close(b);
 }
+
+/// Reads everything `fd` gives until end of stream (or `timeout`); Err on timeout.
+fn read_to_eof(fd: i32, timeout: Duration) -> Result<Vec<u8>, String> {
+    let mut all = Vec::new();
+    let start = Instant::now();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return Err(format!("no end of stream after {} bytes", all.len()));
+        }
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        if unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(1000) as i32 + 1) } <= 0 {
+            continue;
+        }
+        let r = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut c_void, buf.len()) };
+        if r <= 0 {
+            return Ok(all);
+        }
+        all.extend_from_slice(&buf[..r as usize]);
+    }
+}
+
+/// Restores the default stall limit when a test that shortened it ends.
+struct StallLimit;
+impl StallLimit {
+    fn set(ms: u64) -> StallLimit {
+        assert_eq!(sa::sharedarea_ws_set_stall_limit(ms), 0);
+        StallLimit
+    }
+}
+impl Drop for StallLimit {
+    fn drop(&mut self) {
+        sa::sharedarea_ws_set_stall_limit(60_000);
+    }
+}
+
+#[test]
+fn a_send_that_fails_part_way_breaks_the_connection_for_good() {
+    let _g = serial();
+    let _limit = StallLimit::set(300);
+    let id = must_init("size=4M");
+    must_write(id, 0, &pattern(4 * MIB as usize, 3));
+    let (a, b) = socketpair();
+    // the client takes 1000 bytes, then nothing
+    let t = Instant::now();
+    let reader = std::thread::spawn(move || read_exact_fd(b, 1000, Duration::from_secs(5)));
+    let n = unsafe { sa::sharedarea_ws_send_from_area(a, 2, id, 0, 0) };
+    assert_eq!(
+        n,
+        sa::SHAREDAREA_E_CONNECTION_FAILED as i64,
+        "a send cut off by a stalled client: {}",
+        last_error()
+    );
+    assert!(
+        last_error().contains("part-way"),
+        "the error says what happened: {}",
+        last_error()
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "gave up after {:?}",
+        t.elapsed()
+    );
+    join_within(reader, Duration::from_secs(10), "reader").unwrap();
+    // every later send fails at once, and writes nothing
+    for _ in 0..3 {
+        let t = Instant::now();
+        let n = unsafe { sa::sharedarea_ws_send(a, 2, b"next".as_ptr() as *const c_void, 4) };
+        assert_eq!(
+            n,
+            sa::SHAREDAREA_E_CONNECTION_FAILED as i64,
+            "{}",
+            last_error()
+        );
+        let n = unsafe { sa::sharedarea_ws_send_from_area(a, 8, id, 0, 2) };
+        assert_eq!(
+            n,
+            sa::SHAREDAREA_E_CONNECTION_FAILED as i64,
+            "a close frame after a cut-off one"
+        );
+        assert_eq!(
+            sa::sharedarea_ws_flush(a),
+            sa::SHAREDAREA_E_CONNECTION_FAILED as i64
+        );
+        assert_eq!(
+            sa::sharedarea_ws_queued(a),
+            sa::SHAREDAREA_E_CONNECTION_FAILED as i64
+        );
+        assert!(t.elapsed() < Duration::from_millis(100));
+    }
+    // the socket is shut: the client reads what was sent (part of one frame), then the end
+    let rest = read_to_eof(b, Duration::from_secs(5)).expect("the socket was shut down");
+    let frame_len = 10 + 4 * MIB as usize;
+    assert!(
+        1000 + rest.len() < frame_len,
+        "the client got {} bytes: more than the cut-off frame's part",
+        1000 + rest.len()
+    );
+    // a new connection that gets the same number is not refused (the mark
+    // belongs to the old socket), even without sharedarea_ws_forget
+    close(a);
+    close(b);
+    let (a, b) = socketpair();
+    let n = unsafe { sa::sharedarea_ws_send(a, 2, b"new".as_ptr() as *const c_void, 3) };
+    assert_eq!(
+        n,
+        3,
+        "a new connection on a reused number: {}",
+        last_error()
+    );
+    close(a);
+    close(b);
+}
+
+#[test]
+fn a_send_that_times_out_before_its_first_byte_leaves_the_stream_whole() {
+    let _g = serial();
+    let _limit = StallLimit::set(200);
+    let (a, b) = socketpair();
+    let chunk = [0u8; 65536];
+    while unsafe {
+        libc::send(
+            a,
+            chunk.as_ptr() as *const c_void,
+            chunk.len(),
+            libc::MSG_DONTWAIT,
+        )
+    } > 0
+    {}
+    for _ in 0..2 {
+        let t = Instant::now();
+        let n = unsafe { sa::sharedarea_ws_send(a, 2, b"x".as_ptr() as *const c_void, 1) };
+        assert_eq!(n, sa::SHAREDAREA_E_TIMED_OUT as i64, "{}", last_error());
+        assert!(
+            t.elapsed() >= Duration::from_millis(150),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+    close(a);
+    close(b);
+}
+
+#[test]
+fn nonblocking_sends_queue_what_the_socket_does_not_take_and_report_it() {
+    let _g = serial();
+    let id = must_init("size=2M");
+    let content = pattern(2 * MIB as usize, 5);
+    must_write(id, 0, &content);
+    let (a, b) = socketpair();
+    // nobody reads yet: most of a 2 MiB frame stays queued, and the call does not wait
+    let t = Instant::now();
+    let q1 = unsafe { sa::sharedarea_ws_send_from_area_nb(a, 2, id, 0, 0) };
+    assert!(t.elapsed() < Duration::from_millis(500));
+    assert!(
+        q1 > 0 && q1 < (2 * MIB + 10) as i64,
+        "queued after the first frame: {q1} ({})",
+        last_error()
+    );
+    let q_all = sa::sharedarea_ws_queued(a);
+    assert!(
+        q_all > q1,
+        "queued() counts the kernel's bytes too: {q_all} vs {q1}"
+    );
+    // a second frame goes behind the first, whole
+    let q2 = unsafe { sa::sharedarea_ws_send_nb(a, 1, b"hello".as_ptr() as *const c_void, 5) };
+    assert_eq!(q2, q1 + 7, "the second frame is queued behind the first");
+    assert_eq!(
+        sa::sharedarea_ws_flush_nb(a),
+        q2,
+        "a full socket takes nothing"
+    );
+    // the client reads; flush_nb sends the rest as the socket drains
+    let mut want = expected_frame(2, &content);
+    want.extend_from_slice(&expected_frame(1, b"hello"));
+    let n = want.len();
+    let reader = std::thread::spawn(move || read_exact_fd(b, n, Duration::from_secs(20)));
+    let t = Instant::now();
+    loop {
+        let left = sa::sharedarea_ws_flush_nb(a);
+        assert!(left >= 0, "flush_nb: {}", last_error());
+        if left == 0 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "flush_nb never finished"
+        );
+        let mut pfd = libc::pollfd {
+            fd: a,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        unsafe { libc::poll(&mut pfd, 1, 100) };
+    }
+    let got = join_within(reader, Duration::from_secs(30), "reader").unwrap();
+    assert!(got == want, "the frames arrived whole and in order");
+    assert_eq!(sa::sharedarea_ws_queued(a), 0);
+    close(a);
+    // a peer gone: an error, and the connection is broken for good
+    let (a, b) = socketpair();
+    ignore_sigpipe();
+    close(b);
+    let n = unsafe { sa::sharedarea_ws_send_nb(a, 2, b"x".as_ptr() as *const c_void, 1) };
+    assert_eq!(n, sa::SHAREDAREA_E_PEER_CLOSED as i64, "{}", last_error());
+    assert!(sa::sharedarea_ws_queued(-1) < 0);
+    sa::sharedarea_ws_forget(a);
+    close(a);
+}

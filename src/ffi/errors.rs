@@ -26,6 +26,9 @@ pub const SHAREDAREA_E_LIMIT: i32 = -11;
 pub const SHAREDAREA_E_PEER_CLOSED: i32 = -12;
 /// name=: the object is not an area, has another version, owner or pid namespace.
 pub const SHAREDAREA_E_NOT_AN_AREA: i32 = -13;
+/// A WebSocket send failed part-way through a frame (or a later send on that
+/// connection): the stream is broken for good and the socket has been shut down.
+pub const SHAREDAREA_E_CONNECTION_FAILED: i32 = -14;
 
 pub const SHAREDAREA_BACKING_ANONYMOUS: i32 = 0;
 pub const SHAREDAREA_BACKING_FILE: i32 = 1;
@@ -77,6 +80,7 @@ mod tests {
             (SHAREDAREA_E_LIMIT, Status::Limit),
             (SHAREDAREA_E_PEER_CLOSED, Status::PeerClosed),
             (SHAREDAREA_E_NOT_AN_AREA, Status::NotAnArea),
+            (SHAREDAREA_E_CONNECTION_FAILED, Status::ConnectionFailed),
         ];
         assert_eq!(pairs.len(), Status::ALL.len());
         for (c, s) in pairs {

@@ -82,3 +82,82 @@ pub extern "C" fn sharedarea_ws_forget(fd: i32) -> i64 {
         Ok(websocket::forget(fd) as i64)
     })
 }
+
+/// Sets how long a send waits for a client that accepts nothing (`ms`
+/// milliseconds, for this whole process; default 60000) before it fails.
+/// A send that gives up after part of its frame left fails with
+/// CONNECTION_FAILED, and so does every later send on that socket (until
+/// `sharedarea_ws_forget`): the socket is shut down. Returns 0, or
+/// INVALID_ARGUMENT for 0.
+#[no_mangle]
+pub extern "C" fn sharedarea_ws_set_stall_limit(ms: u64) -> i32 {
+    boundary("sharedarea_ws_set_stall_limit", || {
+        if ms == 0 {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                "a stall limit of 0 ms would fail every send that has to wait",
+            ));
+        }
+        websocket::set_stall_limit(std::time::Duration::from_millis(ms));
+        Ok(0)
+    })
+}
+
+/// Sends one frame like `sharedarea_ws_send`, but never waits: what the socket
+/// does not take at once is copied and queued (behind anything already queued
+/// on `fd`), for `sharedarea_ws_flush_nb` to send when the socket is writable.
+/// Returns the bytes queued on `fd` after the call (0: the whole frame went to
+/// the kernel), or < 0. The queue has no bound: check `sharedarea_ws_queued`
+/// first and skip frames while a client lags. For event loops.
+#[no_mangle]
+pub extern "C" fn sharedarea_ws_send_nb(fd: i32, opcode: u8, buf: *const c_void, len: u64) -> i64 {
+    boundary("sharedarea_ws_send_nb", || {
+        check_fd(fd)?;
+        let payload = try_slice(buf.cast(), len, "buf")?;
+        Ok(websocket::send_nb(fd, opcode, payload)? as i64)
+    })
+}
+
+/// `sharedarea_ws_send_nb` of the area's bytes at `pos` (`len` 0: to the end,
+/// or to `used`): straight from shared memory under the read lock, copying only
+/// what the socket does not take at once. Returns the bytes queued on `fd`
+/// after the call, or < 0.
+#[no_mangle]
+pub extern "C" fn sharedarea_ws_send_from_area_nb(
+    fd: i32,
+    opcode: u8,
+    id: i32,
+    pos: u64,
+    len: u64,
+) -> i64 {
+    boundary("sharedarea_ws_send_from_area_nb", || {
+        check_fd(fd)?;
+        let area = registry::get(id)?;
+        Ok(websocket::send_from_area_nb(fd, opcode, area, pos, len)? as i64)
+    })
+}
+
+/// Sends what the socket takes now of the bytes queued on `fd` (by the `_nb`
+/// sends, or an interrupted send), never waiting. Returns the bytes still
+/// queued (0: none), or < 0: a failure breaks the connection
+/// (CONNECTION_FAILED or PEER_CLOSED; the socket is shut down).
+#[no_mangle]
+pub extern "C" fn sharedarea_ws_flush_nb(fd: i32) -> i64 {
+    boundary("sharedarea_ws_flush_nb", || {
+        check_fd(fd)?;
+        Ok(websocket::flush_nb(fd)? as i64)
+    })
+}
+
+/// Bytes on their way to the client of socket `fd`: those queued by this
+/// library plus those in the kernel's send queue (SIOCOUTQ). An event loop
+/// skips a frame for a client while this exceeds about one frame, so that a
+/// slow client always gets the latest frame rather than a queue of old ones.
+/// Returns the count, or < 0 (CONNECTION_FAILED once the connection broke).
+#[no_mangle]
+pub extern "C" fn sharedarea_ws_queued(fd: i32) -> i64 {
+    boundary("sharedarea_ws_queued", || {
+        check_fd(fd)?;
+        Ok(websocket::queued(fd)? as i64)
+    })
+}
