@@ -287,9 +287,22 @@ int32_t sharedarea_unlock_all(int32_t id);
 // Fills `out` with the state of the area's lock.
 int32_t sharedarea_lock_info(int32_t id, struct sharedarea_lock_info *out);
 
+// A descriptor (an eventfd) that becomes readable after area `id` is updated,
+// for an event loop that must not block in `sharedarea_wait`. When it is
+// readable, read its 8-byte counter (non-blocking; that re-arms it), then read
+// the area: updates made meanwhile make one wake-up, and any update after
+// that read makes another. The same descriptor on every call in a process;
+// do not close it. After `fork`, call again in the child (it gets its own
+// counter, on the same descriptor number). Returns the descriptor or < 0.
+int32_t sharedarea_notify_fd(int32_t id);
+
 // Sends one final, unmasked frame (opcode 1 text, 2 binary, 8/9/10 control)
 // carrying `len` bytes at `buf` on socket `fd`. Returns `len` or < 0
-// (PEER_CLOSED when the peer is gone). A send that has to wait for the socket
+// (PEER_CLOSED when the peer is gone; TIMED_OUT when the client took nothing
+// of the frame for the stall limit, the stream still whole; CONNECTION_FAILED
+// when it stopped part-way through the frame, or an earlier frame on this
+// socket was cut off: the socket is shut down, see
+// `sharedarea_ws_set_stall_limit`). A send that has to wait for the socket
 // returns SHAREDAREA_E_INTERRUPTED when a signal handler runs meanwhile: the
 // frame's unsent rest is kept (a copy: `buf` is free again) and leaves,
 // whole and in order, with `sharedarea_ws_flush(fd)`. While `fd` has such
@@ -313,8 +326,10 @@ int64_t sharedarea_ws_send_from_area(int32_t fd,
 // length once all of it has left (what the interrupted send would have
 // returned), or 0 when nothing was pending. SHAREDAREA_E_INTERRUPTED again
 // when another signal handler runs (call it again: the stall limit of 60 s
-// without progress counts across the calls); PEER_CLOSED, TIMED_OUT or IO on
-// failure, which drops the pending bytes. Call it after running your signal
+// without progress counts across the calls); on failure (PEER_CLOSED, or
+// CONNECTION_FAILED when the client stalled or the socket failed) the pending
+// bytes are dropped and the connection is broken for good (the socket is shut
+// down; every later send on it fails with CONNECTION_FAILED). Call it after running your signal
 // handlers, until it returns >= 0.
 int64_t sharedarea_ws_flush(int32_t fd);
 

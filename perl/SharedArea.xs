@@ -878,9 +878,18 @@ S_arg_opcode(pTHX_ const char *fname, SV *op_sv)
 static void S_croak_ws(pTHX_ const char *fname, IV id, int64_t st)
     __attribute__noreturn__;
 
+/* The status of the last failed WebSocket call, for SharedArea::WebSocket to
+ * decide on (never on the message's wording). */
+static void
+S_set_ws_status(pTHX_ int64_t st)
+{
+    sv_setiv(get_sv("SharedArea::WebSocket::STATUS", GV_ADD), (IV)st);
+}
+
 static void
 S_croak_ws(pTHX_ const char *fname, IV id, int64_t st)
 {
+    S_set_ws_status(aTHX_ st);
     if (st == SHAREDAREA_E_PEER_CLOSED)
         Perl_croak(aTHX_ "%s: the peer closed the connection", fname);
     S_croak_core(aTHX_ fname, id, st);
@@ -956,6 +965,74 @@ S_ws_flush(pTHX_ SV *fname_sv, SV *fd_sv)
     if (st < 0)
         S_croak_ws(aTHX_ fname, -1, st);
     return (UV)st;
+}
+
+/* Non-blocking sends for event loops: _ws_send_nb(fname, fd, opcode, bytes),
+ * _ws_send_from_area_nb(fname, fd, opcode, id, pos[, len]), _ws_flush_nb(fname,
+ * fd) return the bytes queued on fd after the call; _ws_queued(fname, fd)
+ * adds the kernel's unsent bytes. None of them waits. */
+static UV
+S_ws_send_nb(pTHX_ SV *fname_sv, SV *fd_sv, SV *op_sv, SV *bytes_sv)
+{
+    const char *fname = SvPV_nolen(fname_sv);
+    int32_t fd = S_arg_fd(aTHX_ fname, fd_sv);
+    uint8_t op = S_arg_opcode(aTHX_ fname, op_sv);
+    STRLEN len;
+    const char *pv = S_arg_bytes(aTHX_ fname, -1, "message", bytes_sv, &len);
+    int64_t st = sharedarea_ws_send_nb(fd, op, pv, (uint64_t)len);
+    if (st < 0)
+        S_croak_ws(aTHX_ fname, -1, st);
+    return (UV)st;
+}
+
+static UV
+S_ws_send_from_area_nb(pTHX_ SV *fname_sv, SV *fd_sv, SV *op_sv, SV *id_sv,
+                       SV *pos_sv, SV *len_sv)
+{
+    const char *fname = SvPV_nolen(fname_sv);
+    int32_t fd = S_arg_fd(aTHX_ fname, fd_sv);
+    uint8_t op = S_arg_opcode(aTHX_ fname, op_sv);
+    int32_t id = S_arg_id(aTHX_ fname, id_sv);
+    uint64_t pos = S_arg_u64(aTHX_ fname, id, "position", pos_sv);
+    uint64_t len = len_sv ? S_arg_u64(aTHX_ fname, id, "length", len_sv) : 0;
+    int64_t st = sharedarea_ws_send_from_area_nb(fd, op, id, pos, len);
+    if (st < 0)
+        S_croak_ws(aTHX_ fname, id, st);
+    return (UV)st;
+}
+
+static UV
+S_ws_flush_nb(pTHX_ SV *fname_sv, SV *fd_sv, int queued)
+{
+    const char *fname = SvPV_nolen(fname_sv);
+    int32_t fd = S_arg_fd(aTHX_ fname, fd_sv);
+    int64_t st = queued ? sharedarea_ws_queued(fd) : sharedarea_ws_flush_nb(fd);
+    if (st < 0)
+        S_croak_ws(aTHX_ fname, -1, st);
+    return (UV)st;
+}
+
+/* _ws_set_stall_limit(fname, seconds) */
+static void
+S_ws_set_stall_limit(pTHX_ SV *fname_sv, SV *secs_sv)
+{
+    const char *fname = SvPV_nolen(fname_sv);
+    NV secs = S_arg_nonneg(aTHX_ fname, -1, "stall limit", secs_sv);
+    NV ms = Perl_ceil(secs * 1000.0);
+    int32_t st = sharedarea_ws_set_stall_limit(ms > 1e15 ? (uint64_t)1e15 : (uint64_t)ms);
+    if (st < 0)
+        S_croak_core(aTHX_ fname, -1, st);
+}
+
+/* notify_fd(id): the descriptor readable after the area's updates. */
+static IV
+S_notify_fd(pTHX_ const char *fname, SV *id_sv)
+{
+    int32_t id = S_arg_id(aTHX_ fname, id_sv);
+    int32_t fd = sharedarea_notify_fd(id);
+    if (fd < 0)
+        S_croak_core(aTHX_ fname, id, fd);
+    return (IV)fd;
 }
 
 /* _ws_forget(fd): drops an interrupted frame's rest; returns the byte count. */
@@ -1361,3 +1438,52 @@ _ws_forget(...)
   CODE:
     S_check_items(aTHX_ items, 1, 1, "SharedArea::_ws_forget(fd)");
     XSRETURN_UV(S_ws_forget(aTHX_ ST(0)));
+
+void
+_ws_send_nb(...)
+  CODE:
+    S_check_items(aTHX_ items, 4, 4, "SharedArea::_ws_send_nb(fname, fd, opcode, bytes)");
+    XSRETURN_UV(S_ws_send_nb(aTHX_ ST(0), ST(1), ST(2), ST(3)));
+
+void
+_ws_send_from_area_nb(...)
+  CODE:
+    S_check_items(aTHX_ items, 5, 6,
+                  "SharedArea::_ws_send_from_area_nb(fname, fd, opcode, id, pos[, len])");
+    XSRETURN_UV(S_ws_send_from_area_nb(aTHX_ ST(0), ST(1), ST(2), ST(3), ST(4), OPT_ARG(5)));
+
+void
+_ws_flush_nb(...)
+  CODE:
+    S_check_items(aTHX_ items, 2, 2, "SharedArea::_ws_flush_nb(fname, fd)");
+    XSRETURN_UV(S_ws_flush_nb(aTHX_ ST(0), ST(1), 0));
+
+void
+_ws_queued(...)
+  CODE:
+    S_check_items(aTHX_ items, 2, 2, "SharedArea::_ws_queued(fname, fd)");
+    XSRETURN_UV(S_ws_flush_nb(aTHX_ ST(0), ST(1), 1));
+
+void
+_ws_set_stall_limit(...)
+  CODE:
+    S_check_items(aTHX_ items, 2, 2, "SharedArea::_ws_set_stall_limit(fname, seconds)");
+    S_ws_set_stall_limit(aTHX_ ST(0), ST(1));
+    XSRETURN_EMPTY;
+
+void
+_ws_statuses(...)
+  PPCODE:
+    /* the statuses SharedArea::WebSocket decides on, by name */
+    S_check_items(aTHX_ items, 0, 0, "SharedArea::_ws_statuses()");
+    EXTEND(SP, 8);
+    mPUSHs(newSVpvs("PEER_CLOSED"));       mPUSHi(SHAREDAREA_E_PEER_CLOSED);
+    mPUSHs(newSVpvs("CONNECTION_FAILED")); mPUSHi(SHAREDAREA_E_CONNECTION_FAILED);
+    mPUSHs(newSVpvs("TIMED_OUT"));         mPUSHi(SHAREDAREA_E_TIMED_OUT);
+    mPUSHs(newSVpvs("INTERRUPTED"));       mPUSHi(SHAREDAREA_E_INTERRUPTED);
+
+void
+notify_fd(...)
+  CODE:
+    S_check_items(aTHX_ items, 1, 1, "SharedArea::notify_fd(id)");
+    XSRETURN_IV(S_notify_fd(aTHX_ "notify_fd", ST(0)));

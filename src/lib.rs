@@ -16,6 +16,7 @@
 //! * [`registry`]  this process's table of areas
 //! * [`websocket`] RFC 6455 frames sent straight from an area
 //! * [`inspect`]   named areas seen from outside (the `sharedarea` command, unlink)
+//! * [`notify`]    a descriptor readable after an area's updates, for event loops
 //! * [`status`]    status codes and error texts
 //! * [`ffi`]       the C boundary
 
@@ -26,6 +27,7 @@ pub mod ffi;
 pub mod futex;
 pub mod inspect;
 pub mod lock;
+pub mod notify;
 pub mod process;
 pub mod registry;
 pub mod seqcopy;
@@ -37,4 +39,5 @@ pub use ffi::areas::*;
 pub use ffi::errors::*;
 pub use ffi::integers::*;
 pub use ffi::locking::*;
+pub use ffi::notify::*;
 pub use ffi::websocket::*;

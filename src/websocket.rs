@@ -34,6 +34,29 @@
 //!   and at the end of a session).
 //! * A flush that fails (peer closed, stalled, I/O) drops the pending bytes:
 //!   the connection is unusable anyway.
+//!
+//! # A frame cut off part-way breaks the connection for good
+//!
+//! A send (or flush) that fails after part of its frame left — the client
+//! stopped taking bytes for the stall limit ([`set_stall_limit`], 60 s by
+//! default), or the socket failed — leaves the client holding part of a frame:
+//! anything sent after it would be read as that frame's payload. So the
+//! socket is shut down (both ways) and marked broken: the failing call and
+//! every later send, flush or [`queued`] on it fail with `ConnectionFailed`
+//! (`PeerClosed` for the call that found the peer gone). The mark is keyed by
+//! fd and remembers the socket's inode, so a new connection that gets the same
+//! number is not refused; [`forget`] drops it too. A send that fails before
+//! any byte of its frame left (the socket was full all along) leaves the
+//! stream whole and reports `TimedOut`.
+//!
+//! # Non-blocking sends, for event loops
+//!
+//! [`send_nb`] and [`send_from_area_nb`] never wait: what the socket does not
+//! take is copied into the fd's queue (the same table as interrupted frames),
+//! behind what is already there, and [`flush_nb`] sends more of it when the
+//! socket is writable. They return the bytes queued; [`queued`] adds the
+//! kernel's unsent bytes (`SIOCOUTQ`), so that a loop can skip frames for a
+//! client that lags and send it the latest one once it catches up.
 //! * The stall limit counts from the last progress, across interruptions: a
 //!   client that takes nothing for `STALL_LIMIT` fails the flush even when
 //!   signals keep interrupting it.
@@ -741,13 +764,19 @@ mod tests {
         assert_eq!(pending_len(a), 990);
         let t = Instant::now();
         let e = flush(a).expect_err("a flush to a client stalled for over a minute");
-        assert_eq!(e.status, Status::TimedOut, "{e}");
+        assert_eq!(e.status, Status::ConnectionFailed, "{e}");
+        assert!(e.detail.contains("accepted nothing"), "{e}");
         assert!(
             t.elapsed() < Duration::from_secs(1),
             "the flush waited {:?}",
             t.elapsed()
         );
         assert_eq!(pending_len(a), 0, "a failed flush drops the pending bytes");
+        assert!(
+            broken(a).is_some(),
+            "... and breaks the connection for good"
+        );
+        forget(a);
         // SAFETY: closing the two descriptors this test opened.
         unsafe {
             libc::close(a);

@@ -18,6 +18,7 @@ pub mod areas;
 pub mod errors;
 pub mod integers;
 pub mod locking;
+pub mod notify;
 pub mod websocket;
 
 /// Room for this thread's last error text. A fixed buffer, rewritten in place, so

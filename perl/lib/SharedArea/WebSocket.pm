@@ -33,7 +33,7 @@ use Fcntl qw(F_SETFD FD_CLOEXEC);
 use IO::Poll qw(POLLIN POLLOUT POLLERR POLLHUP);
 use MIME::Base64 ();
 use POSIX ();
-use Socket qw(MSG_DONTWAIT MSG_NOSIGNAL SHUT_WR);
+use Socket qw(MSG_DONTWAIT MSG_NOSIGNAL SHUT_RDWR SHUT_WR);
 use Time::HiRes ();
 
 our $VERSION = '0.01';
@@ -45,10 +45,26 @@ our $ENV;
 our $MAX_MESSAGE     = 16 * 1024 * 1024;    # bytes of one incoming message
 our $LINGER          = 2;                   # seconds to wait for the peer at the end
 our $CONTROL_TIMEOUT = 10;                  # seconds a pong or close frame may take
+our $PING_INTERVAL   = 30;                  # seconds of silence from the client before a ping
+our $PONG_TIMEOUT    = 10;                  # seconds the client has to answer it
+our $RECV_BUDGET     = 65536;               # bytes websocket_recv_nb reads per call
+
+# The status of the last failure that ended a connection, as the C ABI numbers
+# them (SHAREDAREA_E_PEER_CLOSED, SHAREDAREA_E_CONNECTION_FAILED); set by the
+# XS on a failed send too. 0 when the last call did not end a connection.
+our $STATUS = 0;
+
+# Status numbers by name, from the XS (the C header's values).
+my %STATUS_OF;
+sub _status_of {
+    my ($name) = @_;
+    %STATUS_OF = SharedArea::_ws_statuses() if !%STATUS_OF && defined &SharedArea::_ws_statuses;
+    return defined $STATUS_OF{$name} ? $STATUS_OF{$name} : 0;
+}
 
 use constant {
     SESSION => 'sharedarea.websocket',             # env key: the session after the handshake
-    OPTIONS => 'sharedarea.websocket.options',     # env key: { max_message, linger }
+    OPTIONS => 'sharedarea.websocket.options',     # env key: { max_message, linger, ping_interval, pong_timeout }
     REFUSED => 'sharedarea.websocket.refused',     # env key: [status, headers, message]
     STARTED => 'sharedarea.websocket.responded',   # env key: the app already started a response
     GUID    => '258EAFA5-E914-47DA-95CA-C5AB0DC85B11',
@@ -143,7 +159,55 @@ The defaults of the middleware's C<max_message> and C<linger> options.
 How long writing the 101, a pong or a close frame may wait for a full socket
 before the connection is given up.
 
+=item C<$SharedArea::WebSocket::PING_INTERVAL> (30 s), C<$SharedArea::WebSocket::PONG_TIMEOUT> (10 s)
+
+The defaults of the middleware's keep-alive options C<ping_interval> and
+C<pong_timeout> (see L<Plack::Middleware::SharedArea/OPTIONS>).
+
+=item C<$SharedArea::WebSocket::STATUS>
+
+After a call died because the connection ended: the C ABI's status number
+saying how, C<SHAREDAREA_E_PEER_CLOSED> (the client closed) or
+C<SHAREDAREA_E_CONNECTION_FAILED> (see L</Failures>); the numbers by name
+come from C<SharedArea::_ws_statuses()>. Decide on this, not on the
+message's wording.
+
 =back
+
+=head1 Failures
+
+A session ends in one of three ways: the client closes (a close frame, or
+the end of its stream: C<the peer closed the connection>); the app returns;
+or the connection fails, and then it is broken for good:
+
+=over 4
+
+=item *
+
+a send that the client stops taking part-way through a frame, for longer
+than the send timeout (the middleware's C<send_timeout>, 60 s by default);
+
+=item *
+
+a pong, ping or close frame that cannot be written within
+C<$CONTROL_TIMEOUT>;
+
+=item *
+
+a client that answers no ping (the keep-alive policy, on by default: see
+the middleware's C<ping_interval> and C<pong_timeout>).
+
+=back
+
+Then no further frame is sent (the client may hold part of one: anything
+after it would be read as its payload, so not even a close frame follows),
+the socket is shut down both ways, and this call and every later send or
+receive on the session die at once with C<the connection failed (...)> and
+C<$STATUS> set to C<SHAREDAREA_E_CONNECTION_FAILED>.
+
+A send that gives up before any byte of its frame left (the socket was
+already full) leaves the stream whole: it dies with C<timed out>, and the
+app may try again.
 
 =head1 FUNCTIONS
 
@@ -237,6 +301,10 @@ sub websocket_handshake {
         frag_op        => 0,
         max_message    => defined $opt->{max_message} ? $opt->{max_message} : $MAX_MESSAGE,
         linger         => defined $opt->{linger} ? $opt->{linger} : $LINGER,
+        ping_interval  => defined $opt->{ping_interval} ? $opt->{ping_interval} : $PING_INTERVAL,
+        pong_timeout   => defined $opt->{pong_timeout} ? $opt->{pong_timeout} : $PONG_TIMEOUT,
+        heard          => Time::HiRes::time(),    # when the client's last whole frame arrived
+        ping_sent      => undef,    # when our unanswered ping left
         close_sent     => 0,
         close_received => 0,
         closed         => undef,    # why no more frames can flow
@@ -256,10 +324,13 @@ sub websocket_handshake {
         . (defined $proto && length $proto ? "Sec-WebSocket-Protocol: $proto\r\n" : '')
         . "\r\n";
     if (!_write_all($ws, $response, $CONTROL_TIMEOUT)) {
-        my $why = $!{EPIPE} || $!{ECONNRESET} || $!{ENOTCONN} ? PEER_CLOSED : "the connection failed: $!";
-        $ws->{closed} = $why;
-        $ws->{broken} = 1;
-        Carp::croak("$F: cannot write the 101 response: $why");
+        if ($!{EPIPE} || $!{ECONNRESET} || $!{ENOTCONN}) {
+            _end_connection($ws, 'PEER_CLOSED', PEER_CLOSED);
+        } else {
+            _end_connection($ws, 'CONNECTION_FAILED', "the connection failed ($!)");
+        }
+        $STATUS = $ws->{status};
+        Carp::croak("$F: cannot write the 101 response: $ws->{closed}");
     }
     return 1;
 }
@@ -317,7 +388,11 @@ unmasks it, joins continuation fragments, answers pings with pongs and skips
 pongs. Dies with C<websocket_recv: the peer closed the connection> when the
 client sends a close frame (after answering it) or closes the socket, and
 dies when the connection fails or the client breaks the protocol (after
-sending close 1002). A message longer than the limit (16 MiB unless
+sending close 1002). A text message, or a close frame's reason, that is not
+valid UTF-8 (RFC 3629: no surrogates, nothing past U+10FFFF, no overlong
+forms) is answered with close 1007, and the call dies saying so. While it
+waits, the keep-alive policy pings a silent client and gives up on one that
+does not answer (L</Failures>). A message longer than the limit (16 MiB unless
 C<enable 'SharedArea', max_message =E<gt> $bytes>) is refused from its
 announced length, before it is read: close 1009 is sent and the call dies.
 
@@ -339,7 +414,13 @@ sub websocket_recv {
 Like C<websocket_recv>, but never waits: reads what the socket already holds
 into the connection's buffer and returns the next whole message, or undef
 when no whole message is waiting yet (a partial one stays buffered for the
-next call). Dies as C<websocket_recv> does.
+next call). Dies as C<websocket_recv> does. Each call reads from the socket
+at most once (64 KiB, or what the frame being read still needs), so
+C<1 while defined uwsgi::websocket_recv_nb()> ends even while a client
+floods pings; a loop that should also bound the messages it takes per turn
+counts them. It also runs the keep-alive policy (a ping when the client has
+been silent, the end when it answers none), so a loop that sends and calls
+C<websocket_recv_nb> ends when its client goes quiet.
 
 =cut
 
@@ -347,11 +428,14 @@ sub websocket_recv_nb {
     my $F = 'websocket_recv_nb';
     Carp::croak("$F: usage: uwsgi::$F()") if @_;
     my $ws = _session($F);
-    while (1) {
-        my $msg = _next_message($ws, $F);
-        return $$msg if $msg;
-        return undef unless _fill($ws, $F, 0);
-    }
+    my $msg = _next_message($ws, $F);
+    return $$msg if $msg;
+    _keepalive($ws, $F);
+    # One read at most: a client that floods (pings, say) cannot keep a
+    # `1 while defined websocket_recv_nb()` loop from ending.
+    return undef unless _fill($ws, $F, 0);
+    $msg = _next_message($ws, $F);
+    return $msg ? $$msg : undef;
 }
 
 =head2 uwsgi::connection_fd()
@@ -402,7 +486,7 @@ sub _session {
     my ($F) = @_;
     my $ws = _env($F)->{+SESSION}
         or Carp::croak("$F: no WebSocket on this request: call uwsgi::websocket_handshake first");
-    Carp::croak("$F: $ws->{closed}") if defined $ws->{closed};
+    _die_closed($ws, $F) if defined $ws->{closed};
     return $ws;
 }
 
@@ -464,17 +548,44 @@ sub _need_xs {
 # An error of a signal handler that ran during the send goes on up untouched.
 sub _guarded_send {
     my ($ws, $F, $send) = @_;
+    $STATUS = 0;
     my $n = eval { $send->() };
     return $n if defined $n;
     my $err = $@;
+    my $st = $STATUS;
     die $err if ref $err || index($err, "$F: ") != 0;    # not ours: a %SIG handler died
-    if ($err =~ /peer closed|connection reset|broken pipe/i || _socket_dead($ws)) {
-        $ws->{closed} = PEER_CLOSED;
-        $ws->{broken} = 1;
+    if ($st == _status_of('PEER_CLOSED')) {
+        _end_connection($ws, 'PEER_CLOSED', PEER_CLOSED);
+    } elsif ($st == _status_of('CONNECTION_FAILED')) {
+        (my $why = $err) =~ s/^\Q$F\E: //;
+        $why =~ s/ at \S+ line \d+\.?\n\z//;
+        _end_connection($ws, 'CONNECTION_FAILED', "the connection failed ($why)");
+    } elsif (_socket_dead($ws)) {
+        _end_connection($ws, 'PEER_CLOSED', PEER_CLOSED);
     }
+    $STATUS = $ws->{status} || $st;
     # Report it at the app's line, not at this file's.
     die $err if $err !~ s/ at \S+ line \d+\.?\n\z//;
     Carp::croak($err);
+}
+
+# Ends the connection for good: no frame may follow (a failed send or pong may
+# have cut one off), so no close frame is tried; the socket is shut down both
+# ways, so the client sees the end and our reads stop.
+sub _end_connection {
+    my ($ws, $status, $why) = @_;
+    $ws->{closed} = $why unless defined $ws->{closed};
+    $ws->{status} = _status_of($status) unless $ws->{status};
+    $ws->{broken} = 1;
+    shutdown($ws->{io}, SHUT_RDWR) if $status eq 'CONNECTION_FAILED';
+    return;
+}
+
+# Dies for a call on a session that can carry no more frames, setting $STATUS.
+sub _die_closed {
+    my ($ws, $F) = @_;
+    $STATUS = $ws->{status} || 0;
+    Carp::croak("$F: $ws->{closed}");
 }
 
 # Before a control frame: the rest of a data frame that a dying signal
@@ -484,14 +595,17 @@ sub _flush_pending {
     my ($ws) = @_;
     return 1 unless defined &SharedArea::_ws_flush;
     my $F = 'SharedArea::WebSocket';
+    $STATUS = 0;
     return 1 if eval { SharedArea::_ws_flush($F, $ws->{fd}); 1 };
     my $err = $@;
     die $err if ref $err || index($err, "$F: ") != 0;    # a %SIG handler died
     $err =~ s/^\Q$F\E: //;
     $err =~ s/ at \S+ line \d+\.?\n\z//;
-    $ws->{broken} = 1;
-    $ws->{closed} = defined $ws->{closed} ? $ws->{closed}
-        : $err =~ /peer closed/ ? PEER_CLOSED : "the connection failed: $err";
+    if ($STATUS == _status_of('PEER_CLOSED')) {
+        _end_connection($ws, 'PEER_CLOSED', PEER_CLOSED);
+    } else {
+        _end_connection($ws, 'CONNECTION_FAILED', "the connection failed ($err)");
+    }
     return 0;
 }
 
@@ -539,8 +653,12 @@ sub _send_control {
     return 0 unless _flush_pending($ws);
     $ws->{close_sent} = 1 if $opcode == 0x8;
     return 1 if _write_all($ws, _control_frame($opcode, $payload), $timeout);
-    $ws->{broken} = 1;
-    $ws->{closed} = defined $ws->{closed} ? $ws->{closed} : "the connection failed: $!";
+    my $what = $opcode == 0x9 ? 'ping' : $opcode == 0xA ? 'pong' : 'close frame';
+    if ($!{EPIPE} || $!{ECONNRESET} || $!{ENOTCONN}) {
+        _end_connection($ws, 'PEER_CLOSED', PEER_CLOSED);
+    } else {
+        _end_connection($ws, 'CONNECTION_FAILED', "the connection failed (writing a $what: $!)");
+    }
     return 0;
 }
 
@@ -553,19 +671,28 @@ sub _send_close {
 # Receiving
 
 # Reads more bytes into the session's buffer. $timeout_ms -1 waits as long as
-# it takes, 0 only takes what is there. Returns the count read (0: nothing
-# waiting); dies on end of stream or a failed connection.
+# it takes (pinging a silent client and giving up on one that does not answer:
+# see _keepalive), 0 only takes what is there. Returns the count read (0:
+# nothing waiting); dies on end of stream or a failed connection.
 sub _fill {
     my ($ws, $F, $timeout_ms) = @_;
     while (1) {
+        my $wait = $timeout_ms;
+        if ($timeout_ms < 0) {
+            my $due = _keepalive($ws, $F);
+            $wait = defined $due ? int($due * 1000) + 1 : -1;
+        }
         my @p = ($ws->{fd}, POLLIN);
-        my $r = IO::Poll::_poll($timeout_ms, @p);
+        my $r = IO::Poll::_poll($wait, @p);
         if ($r < 0) {
             next if $! == EINTR && $timeout_ms < 0;    # %SIG handlers ran; wait on
             return 0 if $! == EINTR;
             _connection_failed($ws, $F, "poll: $!");
         }
-        return 0 if $r == 0;
+        if ($r == 0) {
+            next if $timeout_ms < 0;    # a keep-alive step is due
+            return 0;
+        }
         my $want = $ws->{need} > 65536 ? $ws->{need} : 65536;
         $want = 8 << 20 if $want > 8 << 20;
         my $n = sysread($ws->{io}, $ws->{rbuf}, $want, length $ws->{rbuf});
@@ -573,26 +700,50 @@ sub _fill {
             next if ($! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR) && $timeout_ms < 0;
             return 0 if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
             if ($!{ECONNRESET} || $!{EPIPE}) {
-                $ws->{closed} = PEER_CLOSED;
-                $ws->{broken} = 1;
-                Carp::croak("$F: " . PEER_CLOSED);
+                _end_connection($ws, 'PEER_CLOSED', PEER_CLOSED);
+                _die_closed($ws, $F);
             }
             _connection_failed($ws, $F, "read: $!");
         }
         if ($n == 0) {
-            $ws->{closed} = PEER_CLOSED;
-            $ws->{broken} = 1;    # nothing more to read; a close frame is pointless
-            Carp::croak("$F: " . PEER_CLOSED);
+            # nothing more to read; a close frame is pointless
+            _end_connection($ws, 'PEER_CLOSED', PEER_CLOSED);
+            _die_closed($ws, $F);
         }
         return $n;
     }
 }
 
+# The keep-alive policy: after `ping_interval` seconds without a whole frame
+# from the client, send a ping; when no whole frame (its pong, or anything
+# else) arrives within `pong_timeout` seconds of it, the connection has
+# failed. A silent client and one that trickles bytes without ever finishing
+# a frame both end that way. Returns the seconds until the next step (undef:
+# the policy is off); dies when the connection failed.
+sub _keepalive {
+    my ($ws, $F) = @_;
+    my $interval = $ws->{ping_interval};
+    return undef unless $interval && $interval > 0;
+    my $now = Time::HiRes::time();
+    if (defined $ws->{ping_sent}) {
+        my $left = $ws->{ping_sent} + $ws->{pong_timeout} - $now;
+        return $left if $left > 0;
+        _end_connection($ws, 'CONNECTION_FAILED',
+            "the connection failed (the client answered no ping within $ws->{pong_timeout} s)");
+        _die_closed($ws, $F);
+    }
+    my $left = $ws->{heard} + $interval - $now;
+    return $left if $left > 0;
+    $ws->{ping_sent} = $now;
+    _die_closed($ws, $F)
+        unless _send_control($ws, 0x9, pack('N', int $now), $ws->{pong_timeout}) || !$ws->{broken};
+    return $ws->{pong_timeout};
+}
+
 sub _connection_failed {
     my ($ws, $F, $why) = @_;
-    $ws->{closed} = "the connection failed ($why)";
-    $ws->{broken} = 1;
-    Carp::croak("$F: $ws->{closed}");
+    _end_connection($ws, 'CONNECTION_FAILED', "the connection failed ($why)");
+    _die_closed($ws, $F);
 }
 
 sub _protocol_error {
@@ -662,36 +813,67 @@ sub _next_message {
         substr($ws->{rbuf}, 0, $hlen + $len, '');
         _unmask(\$payload, $mask);
         $ws->{need} = 2;
+        $ws->{heard} = Time::HiRes::time();    # the client is alive (keep-alive)
+        $ws->{ping_sent} = undef;
 
-        if ($op == 0x9) {               # ping: answer, read on
-            _send_control($ws, 0xA, $payload, $CONTROL_TIMEOUT);
+        if ($op == 0x9) {               # ping: answer, read on; a failed pong ends it all
+            _die_closed($ws, $F) if !_send_control($ws, 0xA, $payload, $CONTROL_TIMEOUT) && $ws->{broken};
             next;
         }
         next if $op == 0xA;             # pong: nothing to do
         if ($op == 0x8) {               # close: answer, then report it
             my $code = 1000;    # echo the peer's code, or 1002 for a malformed one
+            my $why = PEER_CLOSED;
             if (length $payload >= 2) {
                 my $got = unpack 'n', $payload;
                 $code = _valid_close_code($got) ? $got : 1002;
+                if (!_valid_utf8(substr($payload, 2))) {
+                    $code = 1007;
+                    $why = PEER_CLOSED . ' (its close reason is not valid UTF-8: answered 1007)';
+                }
             } elsif (length $payload == 1) {
                 $code = 1002;
             }
             _send_close($ws, $code);
             $ws->{close_received} = 1;
-            $ws->{closed} = PEER_CLOSED;
-            Carp::croak("$F: " . PEER_CLOSED);
+            _end_connection($ws, 'PEER_CLOSED', $why);
+            _die_closed($ws, $F);
         }
         if ($op == 0) {
             $ws->{frag} .= $payload;
             next unless $fin;
             my $msg = $ws->{frag};
             $ws->{frag} = undef;
+            _not_utf8($ws, $F) if $ws->{frag_op} == 1 && !_valid_utf8($msg);
             return \$msg;
         }
-        return \$payload if $fin;
+        if ($fin) {
+            _not_utf8($ws, $F) if $op == 1 && !_valid_utf8($payload);
+            return \$payload;
+        }
         $ws->{frag} = $payload;
         $ws->{frag_op} = $op;
     }
+}
+
+# RFC 6455 8.1: a text message (or close reason) must be valid UTF-8; strict:
+# no surrogates, nothing above U+10FFFF, no overlong forms.
+# Noncharacters (U+FFFE, U+FFFF...) are valid UTF-8. utf8::decode refuses
+# malformed and overlong forms; what perl's own extension lets through
+# (surrogates, beyond U+10FFFF) is refused after.
+sub _valid_utf8 {
+    my ($bytes) = @_;
+    return 1 unless $bytes =~ /[\x80-\xff]/;
+    return 0 unless utf8::decode($bytes);
+    no warnings 'utf8';
+    return $bytes =~ /[\x{D800}-\x{DFFF}\x{110000}-\x{7FFFFFFF}]/ ? 0 : 1;
+}
+
+sub _not_utf8 {
+    my ($ws, $F) = @_;
+    _send_close($ws, 1007);
+    $ws->{closed} = 'the connection was closed after a text message that is not valid UTF-8';
+    Carp::croak("$F: the peer sent a text message that is not valid UTF-8 (closed with 1007)");
 }
 
 # Close codes a peer may send (RFC 6455 7.4 and the IANA registry).

@@ -11,7 +11,7 @@ use parent 'Plack::Middleware';
 
 use Carp ();
 use Plack::Util ();
-use Plack::Util::Accessor qw(max_message linger);
+use Plack::Util::Accessor qw(max_message linger ping_interval pong_timeout send_timeout);
 use SharedArea ();
 use SharedArea::WebSocket ();
 
@@ -27,7 +27,7 @@ Plack::Middleware::SharedArea - uWSGI's WebSocket functions on any PSGI server
     use SharedArea;
 
     builder {
-        enable 'SharedArea', max_message => 1 << 20, linger => 2;
+        enable 'SharedArea', max_message => 1 << 20, ping_interval => 30, pong_timeout => 10;
         sub {
             my $env = shift;
             return [ 200, [], [ 'plain HTTP' ] ] unless $env->{HTTP_UPGRADE};
@@ -103,6 +103,27 @@ Seconds to wait, at the end of a session, for the client to close its side
 after our close frame (so that nothing it sends turns into a reset that
 could destroy our last frames). Default 2. 0 closes at once.
 
+=item ping_interval, pong_timeout
+
+The keep-alive policy, on by default, so that every session ends even when
+its client goes silent: after C<ping_interval> seconds (default 30) without
+a whole frame from the client, C<websocket_recv> (or C<websocket_recv_nb>)
+sends a ping; when no whole frame (the pong, or anything else) arrives
+within C<pong_timeout> seconds (default 10) after it, the connection has
+failed: the socket is shut down and the call dies with
+C<the connection failed (the client answered no ping within 10 s)>. A
+client that trickles bytes without finishing a frame ends the same way. So
+a worker blocked in C<websocket_recv> is free again within
+C<ping_interval + pong_timeout> seconds of the client's last frame.
+C<ping_interval =E<gt> 0> turns the policy off. (uWSGI's
+C<--websocket-ping-freq> and C<--websocket-pong-tolerance>.)
+
+=item send_timeout
+
+Seconds a send may wait for a client that accepts nothing (default 60) before
+it fails; for the whole process. A send that gives up after part of its frame
+left breaks the connection for good (see L<SharedArea::WebSocket/Failures>).
+
 =back
 
 =head1 METHODS
@@ -115,7 +136,7 @@ Checks the options (called once by L<Plack::Middleware>).
 
 sub prepare_app {
     my ($self) = @_;
-    for my $opt (qw(max_message linger)) {
+    for my $opt (qw(max_message linger ping_interval pong_timeout send_timeout)) {
         my $v = $self->$opt;
         next unless defined $v;
         Carp::croak("Plack::Middleware::SharedArea: $opt must be a number, not '$v'")
@@ -124,6 +145,13 @@ sub prepare_app {
     my $max = $self->max_message;
     Carp::croak("Plack::Middleware::SharedArea: max_message must be a whole number of bytes >= 1, not '$max'")
         if defined $max && ($max != int($max) || $max < 1);
+    for my $opt (qw(pong_timeout send_timeout)) {
+        my $v = $self->$opt;
+        Carp::croak("Plack::Middleware::SharedArea: $opt must be more than 0 seconds, not '$v'")
+            if defined $v && $v <= 0;
+    }
+    SharedArea::_ws_set_stall_limit('Plack::Middleware::SharedArea', 0 + $self->send_timeout)
+        if defined $self->send_timeout;
     return;
 }
 
@@ -142,6 +170,8 @@ sub call {
     $env->{ SharedArea::WebSocket::OPTIONS() } = {
         max_message => defined $self->max_message ? 0 + $self->max_message : $SharedArea::WebSocket::MAX_MESSAGE,
         linger      => defined $self->linger ? 0 + $self->linger : $SharedArea::WebSocket::LINGER,
+        ping_interval => defined $self->ping_interval ? 0 + $self->ping_interval : $SharedArea::WebSocket::PING_INTERVAL,
+        pong_timeout  => defined $self->pong_timeout ? 0 + $self->pong_timeout : $SharedArea::WebSocket::PONG_TIMEOUT,
     };
 
     my ($res, $ok, $err);
