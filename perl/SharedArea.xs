@@ -753,17 +753,106 @@ S_wait(pTHX_ const char *fname, SV *id_sv, SV *freq_sv, SV *timeout_sv)
 
 enum { OP_UPDATE, OP_RLOCK, OP_WLOCK, OP_UNLOCK };
 
+/* rlock/wlock(id[, timeout_s]): timeout absent or undef waits without limit,
+ * 0 tries once, otherwise seconds (fractions honoured).  The core gives way
+ * to signals (INTERRUPTED, nothing held): perl's %SIG handlers run at once
+ * (a handler that dies leaves from here, holding nothing), then the lock is
+ * tried again with the time that is left.  A timeout dies with the core's
+ * detail, which names the holder and how long it has held the lock. */
+/* The longest a blocked rlock/wlock sleeps in the core before it looks at
+ * perl's pending signals (ms). */
+#define LOCK_SLICE_MS 100
+
+/* A timed-out rlock/wlock: "FNAME: area ID: timed out after T s waiting for
+ * the lock: <who holds it, in the core's words>".  The core measured only
+ * its last slice; the "(for at least N s)" it gives is set to the whole
+ * wait, WAITED_NS. */
+static void S_croak_lock_timeout(pTHX_ const char *fname, int32_t id, int64_t total_ms,
+                                 int64_t waited_ns) __attribute__noreturn__ SA_COLD;
+
+static void
+S_croak_lock_timeout(pTHX_ const char *fname, int32_t id, int64_t total_ms, int64_t waited_ns)
+{
+    static const char lead[] = "waiting for the lock: ";
+    static const char since[] = "(for at least ";
+    const char *detail = S_core_detail();
+    const char *who = detail ? strstr(detail, lead) : NULL;
+    SV *msg = sv_2mortal(newSVpvf("timed out after %" NVgf " s waiting for the lock",
+                                  (NV)total_ms / 1000.0));
+    if (who) {
+        const char *at, *end;
+        who += sizeof lead - 1;
+        at = strstr(who, since);
+        end = at ? strstr(at, " s)") : NULL;
+        sv_catpvs(msg, ": ");
+        if (end) {
+            sv_catpvn(msg, who, (STRLEN)(at - who) + sizeof since - 1);
+            sv_catpvf(msg, "%.3f", (double)waited_ns / 1e9);
+            sv_catpv(msg, end);
+        }
+        else
+            sv_catpv(msg, who);
+    }
+    S_die(aTHX_ fname, id, "%" SVf, SVfARG(msg));
+}
+
+static int32_t
+S_lock(pTHX_ const char *fname, int write, int32_t id, SV *timeout_sv)
+{
+    int64_t total_ms = -1;                     /* -1: no limit */
+    int64_t deadline = 0;
+    int64_t start = S_now_ns();
+    int32_t st;
+
+    if (timeout_sv) {
+        SvGETMAGIC(timeout_sv);
+        if (SvOK(timeout_sv)) {
+            NV t = 0, ms;
+            arg_status ast = S_num_nonneg(aTHX_ timeout_sv, &t);
+            if (ast != ARG_OK)
+                S_croak_arg(aTHX_ fname, id, "timeout", timeout_sv, ast, "is too large");
+            ms = Perl_ceil(t * 1000.0);
+            /* beyond ~31 years is no limit (and keeps the ns deadline in range) */
+            total_ms = ms > 1e12 ? -1 : (int64_t)ms;
+        }
+    }
+    if (total_ms > 0)
+        deadline = start + total_ms * 1000000;
+    for (;;) {
+        int64_t left_ms = total_ms, slice;
+        if (total_ms > 0) {
+            int64_t left_ns = deadline - S_now_ns();
+            left_ms = left_ns <= 0 ? 0 : (left_ns + 999999) / 1000000;
+        }
+        /* The core returns INTERRUPTED when a signal wakes its sleep; one
+         * that lands between two of its sleeps is seen at the end of the
+         * slice at the latest. */
+        slice = left_ms < 0 || left_ms > LOCK_SLICE_MS ? LOCK_SLICE_MS : left_ms;
+        st = write ? sharedarea_wlock_timeout(id, slice)
+                   : sharedarea_rlock_timeout(id, slice);
+        if (st == SHAREDAREA_E_INTERRUPTED
+            || (st == SHAREDAREA_E_TIMED_OUT && (left_ms < 0 || slice < left_ms))) {
+            PERL_ASYNC_CHECK(); /* run %SIG handlers; a die leaves here */
+            continue;
+        }
+        break;
+    }
+    if (st == SHAREDAREA_E_TIMED_OUT)
+        S_croak_lock_timeout(aTHX_ fname, id, total_ms, S_now_ns() - start);
+    return st;
+}
+
 /* update/rlock/wlock/unlock(id).  A lock taken after clearing a dead
  * holder succeeds with a warning carrying the core's detail. */
 static void
-S_area_op(pTHX_ const char *fname, int op, SV *id_sv)
+S_area_op(pTHX_ const char *fname, int op, SV *id_sv, SV *timeout_sv)
 {
     int32_t id = S_arg_id(aTHX_ fname, id_sv);
     int32_t st;
     switch (op) {
     case OP_UPDATE: st = sharedarea_update(id); break;
-    case OP_RLOCK:  st = sharedarea_rlock(id);  break;
-    case OP_WLOCK:  st = sharedarea_wlock(id);  break;
+    case OP_RLOCK:  st = S_lock(aTHX_ fname, 0, id, timeout_sv); break;
+    case OP_WLOCK:  st = S_lock(aTHX_ fname, 1, id, timeout_sv); break;
     default:        st = sharedarea_unlock(id); break;
     }
     if (st < 0)
@@ -840,6 +929,28 @@ S_honour_used(pTHX_ const char *fname, SV *id_sv, SV *on_sv)
     int32_t st = sharedarea_honour_used(id, SvTRUE(on_sv) ? 1 : 0);
     if (st < 0)
         S_croak_core(aTHX_ fname, id, st);
+}
+
+/* held(id): 0, 1 (read lock) or 2 (write lock), as this thread holds it. */
+static IV
+S_held(pTHX_ const char *fname, SV *id_sv)
+{
+    int32_t id = S_arg_id(aTHX_ fname, id_sv);
+    int32_t st = sharedarea_held(id);
+    if (st < 0)
+        S_croak_core(aTHX_ fname, id, st);
+    return st;
+}
+
+/* unlock_all(id): every level this thread holds released; how many. */
+static IV
+S_unlock_all(pTHX_ const char *fname, SV *id_sv)
+{
+    int32_t id = S_arg_id(aTHX_ fname, id_sv);
+    int32_t st = sharedarea_unlock_all(id);
+    if (st < 0)
+        S_croak_core(aTHX_ fname, id, st);
+    return st;
 }
 
 static UV
@@ -1092,9 +1203,11 @@ static const char *const S_area_op_names[] = {
     "sharedarea_update", "sharedarea_rlock", "sharedarea_wlock", "sharedarea_unlock"
 };
 static const char *const S_area_op_usages[] = {
-    "uwsgi::sharedarea_update(id)", "uwsgi::sharedarea_rlock(id)",
-    "uwsgi::sharedarea_wlock(id)", "uwsgi::sharedarea_unlock(id)"
+    "uwsgi::sharedarea_update(id)", "uwsgi::sharedarea_rlock(id[, timeout])",
+    "uwsgi::sharedarea_wlock(id[, timeout])", "uwsgi::sharedarea_unlock(id)"
 };
+/* how many arguments each takes at most: rlock and wlock have a timeout */
+static const I32 S_area_op_max[] = { 1, 2, 2, 1 };
 
 /* ------------------------------------------------------------------------ */
 /* Direct calls of the small functions                                      */
@@ -1349,8 +1462,8 @@ sharedarea_update(...)
     sharedarea_wlock  = 2
     sharedarea_unlock = 3
   CODE:
-    S_check_items(aTHX_ items, 1, 1, S_area_op_usages[ix]);
-    S_area_op(aTHX_ S_area_op_names[ix], (int)ix, ST(0));
+    S_check_items(aTHX_ items, 1, S_area_op_max[ix], S_area_op_usages[ix]);
+    S_area_op(aTHX_ S_area_op_names[ix], (int)ix, ST(0), OPT_ARG(1));
     XSRETURN_IV(1);
 
 void
@@ -1385,6 +1498,18 @@ honour_used(...)
     S_check_items(aTHX_ items, 2, 2, "SharedArea::honour_used(id, on)");
     S_honour_used(aTHX_ "SharedArea::honour_used", ST(0), ST(1));
     XSRETURN_YES;
+
+void
+held(...)
+  CODE:
+    S_check_items(aTHX_ items, 1, 1, "SharedArea::held(id)");
+    XSRETURN_IV(S_held(aTHX_ "SharedArea::held", ST(0)));
+
+void
+unlock_all(...)
+  CODE:
+    S_check_items(aTHX_ items, 1, 1, "SharedArea::unlock_all(id)");
+    XSRETURN_IV(S_unlock_all(aTHX_ "SharedArea::unlock_all", ST(0)));
 
 void
 updates(...)

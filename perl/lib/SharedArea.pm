@@ -66,6 +66,65 @@ sub import {
     return;
 }
 
+# Lock guards: the lock is held while the guard lives and released when it
+# goes out of scope (also when a die unwinds the scope).
+sub rlock_guard { return _lock_guard('rlock_guard', 0, @_) }
+sub wlock_guard { return _lock_guard('wlock_guard', 1, @_) }
+
+sub _lock_guard {
+    my ($name, $write, @args) = @_;
+    if (@args < 1 || @args > 2) {
+        require Carp;
+        Carp::croak("Usage: SharedArea::$name(id[, timeout])");
+    }
+    # The lock's errors and warnings (a lock recovered from a dead holder)
+    # name this function and the caller's line; anything else (a %SIG
+    # handler's die) goes on as it is.
+    my $ours = sub {
+        my ($msg) = @_;
+        return undef unless $msg =~ s/^sharedarea_[rw]lock: //;
+        $msg =~ s/ at \S+ line \d+\.?\n\z//;
+        return "SharedArea::$name: $msg";
+    };
+    my $ok = eval {
+        local $SIG{__WARN__} = sub {
+            my $w = $ours->($_[0]);
+            if (defined $w) { require Carp; Carp::carp($w) } else { warn $_[0] }
+        };
+        $write ? sharedarea_wlock(@args) : sharedarea_rlock(@args);
+        1;
+    };
+    if (!$ok) {
+        my $err = $ours->($@);
+        die $@ unless defined $err;
+        require Carp;
+        Carp::croak($err);
+    }
+    return bless { id => $args[0], pid => $$ }, 'SharedArea::LockGuard';
+}
+
+package SharedArea::LockGuard;
+
+# Releases the lock now (once); later calls and the destructor do nothing.
+sub release {
+    my ($self) = @_;
+    return 0 if $self->{released}++ || $self->{pid} != $$;
+    SharedArea::sharedarea_unlock($self->{id});
+    return 1;
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    # A forked child inherited the guard, not the lock: only the process
+    # that took it releases it.
+    return if $self->{released} || $self->{pid} != $$;
+    local ($@, $!, $?);
+    eval { $self->release; 1 } or warn "SharedArea: releasing the lock of area $self->{id}: $@";
+    return;
+}
+
+package SharedArea;
+
 # The websocket functions (uwsgi::websocket_*), when that module is present.
 if (grep { !ref && -f "$_/SharedArea/WebSocket.pm" } @INC) {
     require SharedArea::WebSocket;
@@ -93,10 +152,11 @@ SharedArea - uWSGI's sharedarea (shared memory pages with counters, locks and wa
   my $buf = '';
   my $got = uwsgi::sharedarea_readfast(0, 0, $buf, 4096);   # into $buf's own buffer
 
-  uwsgi::sharedarea_wlock(0);
-  my $v = uwsgi::sharedarea_read64(0, 8);
-  uwsgi::sharedarea_write64(0, 8, $v * 2);
-  uwsgi::sharedarea_unlock(0);
+  {
+      my $guard = SharedArea::wlock_guard(0);     # released at the end of the block, or by a die
+      my $v = uwsgi::sharedarea_read64(0, 8);
+      uwsgi::sharedarea_write64(0, 8, $v * 2);
+  }
 
   my $id   = SharedArea::init('size=1M');          # another area: its id
   my $info = SharedArea::info($id);                # { size => 1048576, ... }
@@ -355,7 +415,7 @@ for the time that is left.
 
 Counts an update and wakes the waiters without changing any byte; returns 1.
 
-=head2 uwsgi::sharedarea_rlock($id), uwsgi::sharedarea_wlock($id), uwsgi::sharedarea_unlock($id)
+=head2 uwsgi::sharedarea_rlock($id[, $timeout]), uwsgi::sharedarea_wlock($id[, $timeout]), uwsgi::sharedarea_unlock($id)
 
 Take the area's read or write lock, or release it; return 1.  The lock is
 shared by every process with the area; every operation takes it by itself,
@@ -363,7 +423,18 @@ so these are only needed to make several operations one.  While holding the
 write lock a process can call every function on the area; under the read
 lock reads work and writes die (they do not hang).  C<wlock> while holding the
 read lock dies, and so does C<unlock> without a lock.  Locks nest: each
-C<rlock>/C<wlock> needs its C<unlock>.
+C<rlock>/C<wlock> needs its C<unlock>.  In Perl code, prefer the guards (C<SharedArea::wlock_guard>,
+below): they cannot forget the C<unlock>.
+
+C<$timeout> (seconds, fractions honoured; ours, not uWSGI's) bounds the wait:
+absent or C<undef> waits as long as it takes, 0 tries once.  When it expires
+the call dies with a message that names the process holding the lock and
+for how long it has held it, e.g.
+C<< sharedarea_wlock: area 0: timed out after 0.5 s waiting for the lock: ... >>.
+
+A signal delivered while C<rlock> or C<wlock> waits runs its C<%SIG> handler
+promptly; if the handler dies, the call ends with that exception and holds
+nothing, otherwise the wait goes on for the time that is left.
 
 A process that dies holding the lock (killed by SIGKILL, say) blocks the
 others for at most a second.  The process that then takes the lock gets it
@@ -415,6 +486,40 @@ stop at C<$used>.  C<$used> must not exceed the size.
 =head2 SharedArea::honour_used($id, $on)
 
 Turns the honouring of C<used> on or off (C<$on> is a boolean).
+
+=head2 SharedArea::wlock_guard($id[, $timeout]), SharedArea::rlock_guard($id[, $timeout])
+
+The way to lock in Perl: takes the write (or read) lock, as C<sharedarea_wlock>
+does (same C<$timeout>, same errors, named C<SharedArea::wlock_guard>), and
+returns a guard object that holds it.  The lock is released when the guard
+goes out of scope - at the end of the block, on C<return>, on C<last>, and
+when a C<die> unwinds the scope - so no path leaves the lock held:
+
+  sub transfer {
+      my ($from, $to, $n) = @_;
+      my $guard = SharedArea::wlock_guard(0, 2);    # at most 2 s
+      my $have = uwsgi::sharedarea_read64(0, $from);
+      die "not enough\n" if $have < $n;             # the lock is released here too
+      uwsgi::sharedarea_write64(0, $from, $have - $n);
+      uwsgi::sharedarea_inc64(0, $to, $n);
+      return;                                        # ... and here
+  }
+
+C<< $guard->release >> releases it earlier (once; the guard then does
+nothing).  A child created by C<fork> inherits the guard object but not the
+lock: its copy releases nothing.
+
+=head2 SharedArea::held($id)
+
+How this thread holds the area's lock: 0 (not at all), 1 (the read lock) or
+2 (the write lock).
+
+=head2 SharedArea::unlock_all($id)
+
+Releases every level of this thread's hold on the area's lock (nested
+C<rlock>/C<wlock> included); returns how many it released (0 when it held
+none).  L<Plack::Middleware::SharedArea> calls it at the end of a request
+that left a lock held.
 
 =head2 SharedArea::updates($id)
 

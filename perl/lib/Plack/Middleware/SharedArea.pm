@@ -3,6 +3,7 @@ package Plack::Middleware::SharedArea;
 # Makes the current request known to the uwsgi::websocket_* functions and,
 # after a WebSocket session, hands the server a response that puts nothing
 # into the (already closed) stream, so that the server goes on serving.
+# Releases any area lock the app still holds when its request ends.
 
 use strict;
 use warnings;
@@ -83,6 +84,14 @@ C<Sec-WebSocket-Version>) or 500, with the message as a plain-text body.
 Other errors before the handshake propagate as usual. An error after the
 handshake that is not the end of the connection (a bug in the app) is
 reported on C<psgi.errors>.
+
+A lock on an area that the app still holds when its request ends - a C<die>
+between C<sharedarea_wlock> and C<sharedarea_unlock>, a forgotten C<unlock> -
+is released (every nested level, C<SharedArea::unlock_all>), with a warning
+that names the request, the area and the kind of lock; otherwise it would
+block every other worker for as long as this one lives.  (Locking with
+C<SharedArea::wlock_guard> never leaves one.)  For a streaming response this
+happens when its callback returns.
 
 Inside a real uWSGI host, whose own C<uwsgi::websocket_*> functions stay in
 place, the middleware does nothing.
@@ -180,6 +189,8 @@ sub call {
         $ok = eval { $res = $self->app->($env); 1 };
         $err = $@;
     }
+    # The app is done with the request unless it goes on in a streaming callback.
+    _release_locks($env) if !$ok || ref $res ne 'CODE' || $env->{ SharedArea::WebSocket::SESSION() };
     if ($env->{ SharedArea::WebSocket::SESSION() }) {
         _end($env, $ok ? undef : $err);
         return _nothing_response($env);
@@ -203,6 +214,7 @@ sub call {
             $ok = eval { $res->($guarded, @rest); 1 };
             $err = $@;
         }
+        _release_locks($env);
         if ($env->{ SharedArea::WebSocket::SESSION() }) {
             _end($env, $ok ? undef : $err);
             my $final = _nothing_response($env);
@@ -216,6 +228,25 @@ sub call {
         die $err unless $ok;
         return;
     };
+}
+
+# A lock the app still holds when its request ends (a die between wlock and
+# unlock, a forgotten unlock) would block every other worker for as long as
+# this one lives: release it, with a warning that names the area.
+sub _release_locks {
+    my ($env) = @_;
+    my $n = SharedArea::count();
+    for my $id (0 .. $n - 1) {
+        my $held = eval { SharedArea::held($id) } or next;
+        my $levels = eval { SharedArea::unlock_all($id) };
+        my $what = $held == 2 ? 'write' : 'read';
+        my $req = join ' ', grep { defined } $env->{REQUEST_METHOD}, $env->{REQUEST_URI};
+        warn "Plack::Middleware::SharedArea: the request ($req) ended holding the $what lock of area $id;"
+            . (defined $levels ? " released it ($levels level" . ($levels == 1 ? '' : 's') . ')'
+                               : " releasing it failed: $@")
+            . "\n";
+    }
+    return;
 }
 
 # Ends the WebSocket session after the app; reports an app error that is not
