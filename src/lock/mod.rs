@@ -346,7 +346,9 @@ fn check_slot(lk: Lock, i: usize, me: Me) -> SlotCheck {
 /// saw at the last check (a state that stays the same for a whole interval with
 /// a slot that disagrees was scribbled on).
 struct Waiter {
-    began: Instant,
+    /// When the caller first had to wait (set lazily: the uncontended path reads
+    /// no clock).
+    began: Option<Instant>,
     next_check: Option<Instant>,
     last_state: Option<u32>,
     spins: u32,
@@ -356,7 +358,7 @@ struct Waiter {
 impl Waiter {
     fn new() -> Waiter {
         Waiter {
-            began: Instant::now(),
+            began: None,
             next_check: None,
             last_state: None,
             spins: 0,
@@ -445,7 +447,7 @@ fn check_writer(lk: Lock, s: u32, me: Me, w: &mut Waiter) -> bool {
 /// Who holds the lock, for a timed-out caller's message.
 fn describe_holders(lk: Lock, s: u32, w: &Waiter, draining: bool) -> String {
     let ctl = lk.ctl;
-    let waited = crate::area::fmt_secs(w.began.elapsed());
+    let waited = crate::area::fmt_secs(w.began.map_or(Duration::ZERO, |b| b.elapsed()));
     let mut text = if draining {
         let pids: Vec<String> = (0..ctl.hwm(Ordering::Acquire))
             .filter(|&i| ctl.slots[i].readers.load(Ordering::Acquire) != 0)
@@ -476,6 +478,9 @@ fn describe_holders(lk: Lock, s: u32, w: &Waiter, draining: bool) -> String {
 /// One step of waiting while a writer holds the lock (state `s`): spin a while,
 /// then sleep on the state word. Returns whether a dead writer was cleared.
 fn wait_for_writer(lk: Lock, s: u32, me: Me, w: &mut Waiter, p: Patience) -> Result<bool, Blocked> {
+    if w.began.is_none() {
+        w.began = Some(Instant::now());
+    }
     if w.spins < SPINS {
         w.spins += 1;
         std::hint::spin_loop();
@@ -507,8 +512,57 @@ fn wait_for_writer(lk: Lock, s: u32, me: Me, w: &mut Waiter, p: Patience) -> Res
 // ---------------------------------------------------------------------------
 // Taking and releasing.
 
-/// Takes the write lock.
+/// Takes the write lock. The uncontended case (one CAS, no reader) is inlined;
+/// everything that waits lives in `lock_exclusive_slow`.
+#[inline]
 pub fn lock_exclusive(lk: Lock, me: Me, p: Patience) -> Result<Acquired, Blocked> {
+    let ctl = lk.ctl;
+    let s = ctl.lock.state.load(Ordering::Relaxed);
+    if s & WRITER_MASK == 0 {
+        let new = (s & FLAGS) | ((s & GEN_MASK).wrapping_add(GEN_ONE)) | me.writer_bits();
+        if ctl
+            .lock
+            .state
+            .compare_exchange(s, new, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+        {
+            installed(ctl, me, new);
+            let hwm = ctl.hwm(Ordering::SeqCst);
+            if (0..hwm).all(|i| ctl.slots[i].readers.load(Ordering::SeqCst) == 0) {
+                return Ok(Acquired {
+                    taken: Taken::Exclusive(new),
+                    recovered: false,
+                });
+            }
+            return finish_exclusive(lk, me, p, new, false, &mut Waiter::new());
+        }
+    }
+    lock_exclusive_slow(lk, me, p)
+}
+
+/// Right after our CAS installed `new`: fence, and name the acquisition.
+#[inline]
+fn installed(ctl: &Control, me: Me, new: u32) {
+    // No data store of ours may be seen before the new generation.
+    fence(Ordering::Release);
+    match me {
+        Me::Slot(i) => ctl.slots[i as usize]
+            .wgen
+            .store(new & HOLDING, Ordering::Relaxed),
+        Me::Slotless => {
+            let (pid, start) = process::current();
+            let sl = &ctl.lock.slotless;
+            sl.pid.store(pid, Ordering::Relaxed);
+            sl.start.store(start, Ordering::Relaxed);
+            sl.ns.store(process::pid_namespace(), Ordering::Relaxed);
+            sl.state.store(new & HOLDING, Ordering::Release);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn lock_exclusive_slow(lk: Lock, me: Me, p: Patience) -> Result<Acquired, Blocked> {
     let ctl = lk.ctl;
     let state = &ctl.lock.state;
     let mut recovered = false;
@@ -530,28 +584,28 @@ pub fn lock_exclusive(lk: Lock, me: Me, p: Patience) -> Result<Acquired, Blocked
         }
         recovered |= wait_for_writer(lk, s, me, &mut w, p)?;
     };
-    // No data store of ours may be seen before the new generation.
-    fence(Ordering::Release);
-    match me {
-        Me::Slot(i) => ctl.slots[i as usize]
-            .wgen
-            .store(new & HOLDING, Ordering::Relaxed),
-        Me::Slotless => {
-            let (pid, start) = process::current();
-            let sl = &ctl.lock.slotless;
-            sl.pid.store(pid, Ordering::Relaxed);
-            sl.start.store(start, Ordering::Relaxed);
-            sl.ns.store(process::pid_namespace(), Ordering::Relaxed);
-            sl.state.store(new & HOLDING, Ordering::Release);
-        }
-    }
-    match drain_readers(lk, me, p, &mut w) {
+    installed(ctl, me, new);
+    finish_exclusive(lk, me, p, new, recovered, &mut w)
+}
+
+/// With the writer field ours: drain the readers, or back out.
+#[cold]
+#[inline(never)]
+fn finish_exclusive(
+    lk: Lock,
+    me: Me,
+    p: Patience,
+    new: u32,
+    recovered: bool,
+    w: &mut Waiter,
+) -> Result<Acquired, Blocked> {
+    match drain_readers(lk, me, p, w) {
         Ok(r) => Ok(Acquired {
             taken: Taken::Exclusive(new),
             recovered: recovered | r,
         }),
         Err(b) => {
-            let _ = unlock_exclusive(ctl, new);
+            let _ = unlock_exclusive(lk.ctl, new);
             Err(b)
         }
     }
@@ -574,6 +628,9 @@ fn drain_slow(lk: Lock, me: Me, p: Patience, w: &mut Waiter) -> Result<bool, Blo
     let mut recovered = false;
     w.spins = 0;
     w.next_check = None;
+    if w.began.is_none() {
+        w.began = Some(Instant::now());
+    }
     loop {
         let hwm = ctl.hwm(Ordering::SeqCst);
         let Some(busy) = (0..hwm).find(|&i| ctl.slots[i].readers.load(Ordering::SeqCst) != 0)
@@ -647,8 +704,30 @@ pub fn unlock_exclusive(ctl: &Control, acquired: u32) -> Result<(), Stolen> {
     Ok(())
 }
 
-/// Takes a read lock (a slotless process takes the write lock instead).
+/// Takes a read lock (a slotless process takes the write lock instead). The
+/// uncontended case is inlined.
+#[inline]
 pub fn lock_shared(lk: Lock, me: Me, p: Patience) -> Result<Acquired, Blocked> {
+    if let Me::Slot(my) = me {
+        let ctl = lk.ctl;
+        if ctl.lock.state.load(Ordering::SeqCst) & WRITER_MASK == 0 {
+            let slot = &ctl.slots[my as usize];
+            slot.readers.fetch_add(1, Ordering::SeqCst);
+            if ctl.lock.state.load(Ordering::SeqCst) & WRITER_MASK == 0 {
+                return Ok(Acquired {
+                    taken: Taken::Shared(my),
+                    recovered: false,
+                });
+            }
+            let _ = unlock_shared(ctl, my);
+        }
+    }
+    lock_shared_slow(lk, me, p)
+}
+
+#[cold]
+#[inline(never)]
+fn lock_shared_slow(lk: Lock, me: Me, p: Patience) -> Result<Acquired, Blocked> {
     let Me::Slot(my) = me else {
         return lock_exclusive(lk, me, p);
     };
