@@ -192,6 +192,17 @@ sub timed (&) { my $t = time; my $ok = eval { $_[0]->(); 1 }; return (time - $t,
     }
     is(SharedArea::held($id), 0, '... until the parent\'s guard goes');
 
+    SKIP: {
+        require Config;
+        skip 'this perl has no ithreads', 2 unless $Config::Config{useithreads};
+        require threads;
+        my $g = SharedArea::wlock_guard($id);
+        my $copy = threads->create(sub { return ref $g eq 'SharedArea::LockGuard' ? 'a guard' : 'no guard' })->join;
+        is($copy, 'no guard', 'a new ithread gets no copy of the guard (it does not hold the lock)');
+        is(SharedArea::held($id), 2, '... and the creator still holds it');
+    }
+    is(SharedArea::held($id), 0, '... until its guard goes');
+
     ok(!eval { SharedArea::wlock_guard(); 1 }, 'wlock_guard() without an id dies');
     like($@, qr/^Usage: SharedArea::wlock_guard\(id\[, timeout\]\)/, '... with the usage');
     ok(!eval { SharedArea::rlock_guard(99); 1 }, 'rlock_guard of an area that does not exist dies');

@@ -105,6 +105,9 @@ sub _lock_guard {
 
 package SharedArea::LockGuard;
 
+# A new ithread does not hold its creator's locks: its copy of a guard is undef.
+sub CLONE_SKIP { return 1 }
+
 # Releases the lock now (once); later calls and the destructor do nothing.
 sub release {
     my ($self) = @_;
