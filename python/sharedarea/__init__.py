@@ -29,9 +29,12 @@ whose message names the function, the area and the cause.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import types
+from collections.abc import Iterator
+from typing import SupportsIndex
 
 from . import _errors
 from ._errors import *  # noqa: F403  (the exception classes)
@@ -51,12 +54,38 @@ __all__ = [
     "honour_used",
     "updates",
     "remove",
+    "held",
+    "unlock_all",
+    "rlock_guard",
+    "wlock_guard",
     "abi_version",
     "install_uwsgi_names",
     "in_uwsgi_host",
     "UWSGI_NAMES",
     *_errors.__all__,
 ]
+
+
+@contextlib.contextmanager
+def rlock_guard(id: SupportsIndex, timeout: float | None = None) -> Iterator[None]:
+    """``with rlock_guard(id[, timeout]):`` holds the area's read lock for the block
+    (``sharedarea_rlock`` on entry, ``sharedarea_unlock`` on exit, also when the block raises)."""
+    sharedarea_rlock(id, timeout)
+    try:
+        yield
+    finally:
+        sharedarea_unlock(id)
+
+
+@contextlib.contextmanager
+def wlock_guard(id: SupportsIndex, timeout: float | None = None) -> Iterator[None]:
+    """``with wlock_guard(id[, timeout]):`` holds the area's write lock for the block, so
+    several operations are one (``sharedarea_wlock`` on entry, ``sharedarea_unlock`` on exit)."""
+    sharedarea_wlock(id, timeout)
+    try:
+        yield
+    finally:
+        sharedarea_unlock(id)
 
 
 def in_uwsgi_host() -> bool:

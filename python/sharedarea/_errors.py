@@ -28,6 +28,7 @@ __all__ = [
     "InternalError",
     "LimitError",
     "PeerClosedError",
+    "ConnectionFailedError",
     "NotAnAreaError",
     "LockRecoveredWarning",
 ]
@@ -129,6 +130,12 @@ class PeerClosedError(Error):
     status_name = "PeerClosed"
 
 
+class ConnectionFailedError(Error):
+    """A WebSocket connection failed for good (not raised by this module)."""
+
+    status_name = "ConnectionFailed"
+
+
 class NotAnAreaError(Error):
     """A ``name=`` object that is not a usable area (another program's, another version, owner or namespace)."""
 
@@ -155,6 +162,7 @@ _BY_KIND: dict[str, type[Error]] = {
         InternalError,
         LimitError,
         PeerClosedError,
+        ConnectionFailedError,
         NotAnAreaError,
     )
 }

@@ -52,6 +52,7 @@ use pyo3::types::{PyDict, PyTuple};
 use sharedarea::area::Area;
 use sharedarea::backing::{self, page_size, Backing};
 use sharedarea::lock::holds::Held;
+use sharedarea::lock::Patience;
 use sharedarea::registry;
 use sharedarea::spec::Spec;
 use sharedarea::status::{Result as CoreResult, Status};
@@ -70,6 +71,11 @@ use fast::{Args, Def};
 /// held; a forked child starts at 0 (it holds nothing, as the core says).
 static EXPLICIT_HOLDS: AtomicUsize = AtomicUsize::new(0);
 static AT_FORK: Once = Once::new();
+
+/// The longest a blocked `wait`/`rlock`/`wlock` sleeps without the GIL before it
+/// lets Python run signal handlers (a signal the kernel gave to another thread
+/// does not wake this one).
+const SIGNAL_SLICE: Duration = Duration::from_millis(100);
 
 extern "C" fn forget_holds_in_child() {
     EXPLICIT_HOLDS.store(0, Ordering::Relaxed);
@@ -263,16 +269,17 @@ fn wait_body(py: Python<'_>, a: &Args<'_>) -> PyResult<*mut ffi::PyObject> {
     let deadline = total.map(|t| Instant::now() + t);
     loop {
         let left = match deadline {
-            None => None,
+            None => SIGNAL_SLICE,
             Some(d) => match d.checked_duration_since(Instant::now()) {
-                Some(l) if !l.is_zero() => Some(l),
+                Some(l) if !l.is_zero() => l.min(SIGNAL_SLICE),
                 _ => break,
             },
         };
-        match py.detach(|| area.wait_since(seen, left)) {
+        match py.detach(|| area.wait_since(seen, Some(left))) {
             Ok(()) => return fast::none(py),
-            Err(e) if e.status == Status::Interrupted => py.check_signals()?,
-            Err(e) if e.status == Status::TimedOut => break,
+            Err(e) if e.status == Status::Interrupted || e.status == Status::TimedOut => {
+                py.check_signals()?
+            }
             Err(e) => return Err(fail(F, e)),
         }
     }
@@ -294,9 +301,12 @@ fn update_body(py: Python<'_>, a: &Args<'_>) -> PyResult<*mut ffi::PyObject> {
 }
 fastcall!(sharedarea_update, 1, 1, "id", update_body);
 
-/// Takes the area's lock for `sharedarea_rlock`/`wlock`, with the GIL released
-/// while blocked. The hold is counted before the lock is taken (see the module
-/// docs) and uncounted if taking it fails.
+/// Takes the area's lock for `sharedarea_rlock`/`wlock(id[, timeout])`, with the
+/// GIL released while blocked. The hold is counted before the lock is taken (see
+/// the module docs) and uncounted if taking it fails. The wait goes in slices of
+/// at most [`SIGNAL_SLICE`], each ended early by a signal: between them Python's
+/// signal handlers run (one that raises ends the call, holding nothing), so
+/// Ctrl-C works even when the kernel gave the signal to another thread.
 fn take_lock(
     py: Python<'_>,
     function: &'static str,
@@ -305,17 +315,51 @@ fn take_lock(
 ) -> PyResult<*mut ffi::PyObject> {
     let id = area_id(function, &a.get(0))?;
     let area = area(function, id)?;
-    EXPLICIT_HOLDS.fetch_add(1, Ordering::SeqCst);
-    let taken = py.detach(|| if write { area.wlock() } else { area.rlock() });
-    match taken {
-        Ok(false) => fast::none(py),
-        Ok(true) => {
-            errors::warn_recovered(py, function, id)?;
-            fast::none(py)
+    let total = match a.opt(1) {
+        Some(t) if !t.is_none() => {
+            let secs = seconds_arg(function, id, "timeout", &t)?;
+            // Beyond ~31 years is no limit.
+            (secs * 1000.0 <= 1e12).then(|| Duration::from_secs_f64(secs))
         }
-        Err(e) => {
-            release_hold();
-            Err(fail(function, e))
+        _ => None,
+    };
+    let deadline = total.map(|t| Instant::now() + t);
+    EXPLICIT_HOLDS.fetch_add(1, Ordering::SeqCst);
+    loop {
+        let slice_end = Instant::now() + SIGNAL_SLICE;
+        let (until, last) = match deadline {
+            Some(d) if d <= slice_end => (d, true),
+            _ => (slice_end, false),
+        };
+        let p = Patience {
+            deadline: Some(until),
+            interruptible: true,
+        };
+        let taken = py.detach(|| {
+            if write {
+                area.wlock_with(p, total)
+            } else {
+                area.rlock_with(p, total)
+            }
+        });
+        match taken {
+            Ok(false) => return fast::none(py),
+            Ok(true) => {
+                errors::warn_recovered(py, function, id)?;
+                return fast::none(py);
+            }
+            Err(e)
+                if e.status == Status::Interrupted || (e.status == Status::TimedOut && !last) =>
+            {
+                if let Err(raised) = py.check_signals() {
+                    release_hold();
+                    return Err(raised);
+                }
+            }
+            Err(e) => {
+                release_hold();
+                return Err(fail(function, e));
+            }
         }
     }
 }
@@ -323,12 +367,12 @@ fn take_lock(
 fn rlock_body(py: Python<'_>, a: &Args<'_>) -> PyResult<*mut ffi::PyObject> {
     take_lock(py, "sharedarea_rlock", a, false)
 }
-fastcall!(sharedarea_rlock, 1, 1, "id", rlock_body);
+fastcall!(sharedarea_rlock, 1, 2, "id[, timeout]", rlock_body);
 
 fn wlock_body(py: Python<'_>, a: &Args<'_>) -> PyResult<*mut ffi::PyObject> {
     take_lock(py, "sharedarea_wlock", a, true)
 }
-fastcall!(sharedarea_wlock, 1, 1, "id", wlock_body);
+fastcall!(sharedarea_wlock, 1, 2, "id[, timeout]", wlock_body);
 
 fn unlock_body(py: Python<'_>, a: &Args<'_>) -> PyResult<*mut ffi::PyObject> {
     const F: &str = "sharedarea_unlock";
@@ -430,17 +474,20 @@ fn uwsgi_functions() -> Vec<Def> {
             exception, otherwise it goes on for the time that is left. Returns None."),
         def!(sharedarea_update, "($module, id, /)",
             "Counts an update and wakes the waiters without changing any byte. Returns None."),
-        def!(sharedarea_rlock, "($module, id, /)",
+        def!(sharedarea_rlock, "($module, id, timeout=None, /)",
             "Takes the area's read lock, shared by every process with the area (locks nest: each rlock needs \
-            its unlock). Every operation takes the lock by itself; this is for making several reads one. \
-            Under its own read lock a thread's reads go through and its writes raise LockMisuseError (they \
-            do not hang). The GIL is released while waiting. A process that died holding the lock blocks \
-            the others for at most about a second; the caller that clears it gets a LockRecoveredWarning. \
-            Returns None."),
-        def!(sharedarea_wlock, "($module, id, /)",
-            "Takes the area's write lock (nests). While holding it, this thread can call every function on \
-            the area. wlock while holding the read lock raises LockMisuseError. The GIL is released while \
-            waiting. Returns None."),
+            its unlock; prefer `with sharedarea.rlock_guard(id):`). Every operation takes the lock by \
+            itself; this is for making several reads one. Under its own read lock a thread's reads go \
+            through and its writes raise LockMisuseError (they do not hang). `timeout` (seconds, fractions \
+            honoured; ours, not uWSGI's) bounds the wait: None or absent waits as long as it takes, 0 tries \
+            once; when it expires TimedOutError names the process holding the lock and for how long. The \
+            GIL is released while waiting; a signal (Ctrl-C) runs its Python handler promptly, and one that \
+            raises ends the call holding nothing. A process that died holding the lock blocks the others \
+            for at most about a second; the caller that clears it gets a LockRecoveredWarning. Returns None."),
+        def!(sharedarea_wlock, "($module, id, timeout=None, /)",
+            "Takes the area's write lock (nests; prefer `with sharedarea.wlock_guard(id):`). While holding it, \
+            this thread can call every function on the area. wlock while holding the read lock raises \
+            LockMisuseError. `timeout`, the GIL and signals as for sharedarea_rlock. Returns None."),
         def!(sharedarea_unlock, "($module, id, /)",
             "Releases one level of this thread's rlock/wlock. Without a lock it raises LockMisuseError \
             (uWSGI silently breaks the lock). Returns None."),
@@ -586,6 +633,38 @@ fn updates(id: &Bound<'_, PyAny>) -> PyResult<u64> {
     Ok(area(F, id)?.updates())
 }
 
+/// held(id, /) -> int
+///
+/// How this thread holds the area's lock: 0 (not at all), 1 (the read lock) or
+/// 2 (the write lock).
+#[pyfunction]
+#[pyo3(signature = (id, /))]
+fn held(id: &Bound<'_, PyAny>) -> PyResult<u8> {
+    const F: &str = "held";
+    let id = area_id(F, id)?;
+    Ok(match area(F, id)?.held() {
+        Held::None => 0,
+        Held::Read => 1,
+        Held::Write => 2,
+    })
+}
+
+/// unlock_all(id, /) -> int
+///
+/// Releases every level of this thread's hold on the area's lock (nested
+/// rlock/wlock included) and returns how many it released (0 when it held none).
+#[pyfunction]
+#[pyo3(signature = (id, /))]
+fn unlock_all(id: &Bound<'_, PyAny>) -> PyResult<u32> {
+    const F: &str = "unlock_all";
+    let id = area_id(F, id)?;
+    let n = area(F, id)?.unlock_all().map_err(|e| fail(F, e))?;
+    for _ in 0..n {
+        release_hold();
+    }
+    Ok(n)
+}
+
 /// remove(name, /) -> None
 ///
 /// Removes the named area `name` (as in `name=NAME`, with or without a leading
@@ -653,6 +732,8 @@ fn _sharedarea(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_used, m)?)?;
     m.add_function(wrap_pyfunction!(honour_used, m)?)?;
     m.add_function(wrap_pyfunction!(updates, m)?)?;
+    m.add_function(wrap_pyfunction!(held, m)?)?;
+    m.add_function(wrap_pyfunction!(unlock_all, m)?)?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     m.add_function(wrap_pyfunction!(abi_version, m)?)?;
     m.add_function(wrap_pyfunction!(_statuses, m)?)?;

@@ -578,3 +578,35 @@ def test_remove_removes_a_named_area_and_refuses_what_is_not_one(shm_name: str) 
         Path(f"/dev/shm/{shm_name}").unlink()
     with pytest.raises(TypeError, match="the name must be a str"):
         sharedarea.remove(None)  # type: ignore[arg-type]
+
+
+def test_held_unlock_all_and_the_guards(new_area: Any) -> None:
+    a = new_area()
+    assert sharedarea.held(a) == 0
+    with sharedarea.rlock_guard(a):
+        assert sharedarea.held(a) == 1
+        with sharedarea.rlock_guard(a, 1):
+            assert sharedarea.held(a) == 1
+    assert sharedarea.held(a) == 0
+    with pytest.raises(ZeroDivisionError):
+        with sharedarea.wlock_guard(a, 0.5):
+            assert sharedarea.held(a) == 2
+            sharedarea.sharedarea_inc64(a, 0)
+            1 / 0
+    assert sharedarea.held(a) == 0 and sharedarea.sharedarea_read64(a, 0) == 1
+    sharedarea.sharedarea_wlock(a)
+    sharedarea.sharedarea_wlock(a, None)
+    sharedarea.sharedarea_wlock(a, 0)
+    assert sharedarea.unlock_all(a) == 3
+    assert sharedarea.unlock_all(a) == 0
+    assert sharedarea.held(a) == 0 and sharedarea._sharedarea._explicit_holds() == 0
+
+
+@pytest.mark.parametrize("bad,cls", [(-1, sharedarea.InvalidArgumentError), (float("nan"), sharedarea.InvalidArgumentError),
+                                     ("1", TypeError)], ids=repr)
+def test_bad_lock_timeouts_raise_holding_nothing(new_area: Any, bad: Any, cls: type) -> None:
+    a = new_area()
+    for f in (sharedarea.sharedarea_rlock, sharedarea.sharedarea_wlock):
+        with pytest.raises(cls, match=rf"^{f.__name__}: area {a}: "):
+            f(a, bad)
+    assert sharedarea.held(a) == 0 and sharedarea._sharedarea._explicit_holds() == 0

@@ -182,3 +182,95 @@ def test_a_wait_in_asyncio_to_thread_keeps_the_event_loop_running(new_area: Any)
         return ticks
 
     assert asyncio.run(main()) == 20
+
+
+def test_ctrl_c_given_to_another_thread_still_interrupts_wait_promptly() -> None:
+    # The kernel may hand a process-directed signal to any thread; Python runs the
+    # handler in the main thread only, which must notice it while it waits.
+    r = run_python(
+        "import signal, threading, time, sharedarea\n"
+        "a = sharedarea.init('1')\n"
+        "helper = threading.Thread(target=time.sleep, args=(3,), daemon=True); helper.start()\n"
+        "threading.Timer(0.3, signal.pthread_kill, (helper.ident, signal.SIGINT)).start()\n"
+        "t0 = time.monotonic()\n"
+        "try:\n"
+        "    sharedarea.sharedarea_wait(a, 0, 30)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', round(time.monotonic() - t0, 2))\n",
+        timeout=20,
+    )
+    assert r.returncode == 0, r.stderr
+    word, took = r.stdout.split()
+    assert word == "interrupted" and float(took) < 1.5, r.stdout
+
+
+HOLDER = (
+    "import multiprocessing as mp, os, signal, threading, time, sharedarea\n"
+    "a = sharedarea.init('1')\n"
+    "ctx = mp.get_context('fork'); ready = ctx.Event(); go = ctx.Event()\n"
+    "def holder():\n"
+    "    sharedarea.sharedarea_wlock(a); ready.set(); go.wait(20); sharedarea.sharedarea_unlock(a)\n"
+    "p = ctx.Process(target=holder); p.start(); ready.wait(10)\n"
+)
+
+
+def test_a_timed_lock_gives_up_naming_the_holder() -> None:
+    r = run_python(
+        HOLDER
+        + "for f in (sharedarea.sharedarea_rlock, sharedarea.sharedarea_wlock):\n"
+        "    for t in (0, 0.3):\n"
+        "        t0 = time.monotonic()\n"
+        "        try: f(a, t); print('took it')\n"
+        "        except sharedarea.TimedOutError as e: print(round(time.monotonic() - t0, 1), e)\n"
+        "print('holds', sharedarea._sharedarea._explicit_holds(), sharedarea.held(a))\n"
+        "go.set(); p.join(10)\n"
+        "sharedarea.sharedarea_wlock(a, 5); print('then', sharedarea.held(a)); sharedarea.sharedarea_unlock(a)\n",
+        timeout=30,
+    )
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 6, r.stdout
+    for line, t, f in zip(lines, ("0", "0.3", "0", "0.3"), ("rlock", "rlock", "wlock", "wlock")):
+        took, rest = line.split(" ", 1)
+        assert abs(float(took) - float(t)) < 0.5, line
+        assert rest.startswith(f"sharedarea_{f}: area 0: timed out after {t} s waiting for the lock: "), line
+        assert "pid" in rest or "process" in rest, line
+    assert lines[4:] == ["holds 0 0", "then 2"]
+
+
+def test_ctrl_c_interrupts_a_blocked_wlock_promptly_holding_nothing() -> None:
+    r = run_python(
+        HOLDER
+        + "threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
+        "t0 = time.monotonic()\n"
+        "try: sharedarea.sharedarea_wlock(a); print('took it')\n"
+        "except KeyboardInterrupt: print('interrupted', round(time.monotonic() - t0, 2))\n"
+        "print(sharedarea._sharedarea._explicit_holds(), sharedarea.held(a))\n"
+        "go.set(); p.join(10)\n"
+        "with sharedarea.wlock_guard(a, 5): print(sharedarea.held(a))\n"
+        "print(sharedarea.held(a))\n",
+        timeout=30,
+    )
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    word, took = lines[0].split()
+    assert word == "interrupted" and float(took) < 1.5, r.stdout
+    assert lines[1:] == ["0 0", "2", "0"], r.stdout
+
+
+def test_a_signal_handler_that_returns_lets_rlock_go_on() -> None:
+    r = run_python(
+        HOLDER
+        + "seen = []\n"
+        "signal.signal(signal.SIGUSR1, lambda *_: seen.append(1))\n"
+        "threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1)).start()\n"
+        "threading.Timer(0.5, go.set).start()\n"
+        "t0 = time.monotonic()\n"
+        "sharedarea.sharedarea_rlock(a, 10)\n"
+        "print(seen, round(time.monotonic() - t0, 1), sharedarea.held(a))\n"
+        "sharedarea.sharedarea_unlock(a); p.join(10)\n",
+        timeout=30,
+    )
+    assert r.returncode == 0, r.stderr
+    seen, took, held = r.stdout.split()
+    assert seen == "[1]" and 0.3 < float(took) < 5 and held == "1", r.stdout
