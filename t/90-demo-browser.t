@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 # The live demo, end to end, as a newcomer runs it: scripts/demo (producer +
-# Starman) on a free port, the page opened in headless Chromium through
+# Twiggy) on a free port, the page opened in headless Chromium through
 # chromedriver (W3C WebDriver over HTTP::Tiny + JSON::PP), frames arriving
 # and changing on the canvas, the shared counters moving, viewers leaving
 # when the browser goes away, and Ctrl-C (SIGINT to the process group)
@@ -106,7 +106,7 @@ if (!$demo_pid) {
         last if $up = slurp($LOG) =~ m{open \Q$URL\E/ in a browser};
         sleep 0.2;
     }
-    ok($up, "scripts/demo started producer and Starman on $URL within 240 s") or do {
+    ok($up, "scripts/demo started the producer and Twiggy on $URL within 240 s") or do {
         diag log_tail();
         done_testing;
         exit 1;
@@ -181,7 +181,7 @@ my $bytes = $wd->screenshot($png);
 cmp_ok($bytes, '>', 20_000, "screenshot saved to $png ($bytes bytes)");
 is(substr(slurp($png), 0, 8), "\x89PNG\r\n\x1a\n", 'the screenshot is a PNG');
 
-# ---- a second viewer is served by another worker at the same time
+# ---- a second viewer is served by the same event-loop process at the same time
 my $first_tab = $wd->window_handle;
 $wd->new_window;
 $wd->get("$URL/");
@@ -189,13 +189,13 @@ my $second = $wd->wait_until('return window.framesReceived >= 5 && window.demo.s
 ok($second, 'a second tab receives frames too');
 my $s2 = stats();
 is($s2->{viewers}, 2, 'two viewers connected');
-isnt($second->{stats}{pid}, $b->{stats}{pid}, 'the two viewers are streamed by two different workers')
+is($second->{stats}{pid}, $b->{stats}{pid}, 'the two viewers are streamed by one process (an event loop, no worker per viewer)')
     if $second;
 $wd->switch_to($first_tab);
 my $still = $wd->execute('return window.framesReceived');
 cmp_ok($still, '>', $b->{frames}, 'the first tab kept receiving meanwhile');
 
-# ---- the browser goes away: each stream loop ends (its send dies), viewers drop to 0
+# ---- the browser goes away: each session ends (the server sees the end of its stream), viewers drop to 0
 $wd->quit;
 is_deeply([$wd->leftovers], [], 'no Chromium process is left');
 my $gone;
@@ -205,8 +205,8 @@ while (time < $deadline) {
     sleep 0.2;
 }
 is($gone->{viewers}, 0, 'viewers connected drops to 0 once the browser has gone');
-my $left = () = slurp($LOG) =~ /viewer on worker \d+ left/g;
-is($left, 2, 'both workers logged the end of their stream');
+my $left = () = slurp($LOG) =~ /a viewer left/g;
+is($left, 2, 'the server logged the end of both streams');
 my $f1 = stats()->{frames_sent};
 sleep 0.5;
 is(stats()->{frames_sent}, $f1, 'no frames are sent once nobody watches');
@@ -226,7 +226,7 @@ is($status >> 8, 130, 'and reports the interrupt (exit status 130)') if defined 
 like(slurp($LOG), qr/^demo: stopped$/m, 'it says it stopped');
 $deadline = time + 5;
 sleep 0.1 while group_alive($pgid) && time < $deadline;
-ok(!group_alive($pgid), 'no process of the demo is left (producer, Starman and its workers)');
+ok(!group_alive($pgid), 'no process of the demo is left (producer and Twiggy)');
 is_deeply([shm_objects()], [], 'the shared-memory objects are removed');
 ok(!IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $PORT, Timeout => 2), "port $PORT is closed");
 like(slurp($LOG), qr/sharedarea-demo-producer: stopped by a signal after \d+ frames/, 'the producer exited cleanly');

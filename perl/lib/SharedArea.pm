@@ -528,6 +528,14 @@ that left a lock held.
 
 The area's update counter now.
 
+=head2 SharedArea::notify_fd($id)
+
+A file descriptor that becomes readable after area C<$id> is updated, for
+an event loop that must not block in C<sharedarea_wait>: when it is
+readable, C<sysread> its 8 bytes (that re-arms it), then read the area.
+The same descriptor on every call in a process; do not close it. Most code
+wants L<SharedArea::Notify>, which watches it from AnyEvent or Mojo::IOLoop.
+
 =head2 SharedArea::abi_version()
 
 The version of the C ABI of the linked core.

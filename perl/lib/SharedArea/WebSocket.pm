@@ -33,6 +33,7 @@ use Fcntl qw(F_SETFD FD_CLOEXEC);
 use IO::Poll qw(POLLIN POLLOUT POLLERR POLLHUP);
 use MIME::Base64 ();
 use POSIX ();
+use Scalar::Util ();
 use Socket qw(MSG_DONTWAIT MSG_NOSIGNAL SHUT_RDWR SHUT_WR);
 use Time::HiRes ();
 
@@ -93,19 +94,29 @@ SharedArea::WebSocket - uWSGI's WebSocket functions for PSGI apps on any server
 
 =head1 SYNOPSIS
 
-    # app.psgi
+    # app.psgi: every viewer gets each frame a producer writes into the area
     use SharedArea;                 # loads this module too
     use Plack::Builder;
+
+    my $id = SharedArea::init('name=frames');    # attach the producer's area
 
     my $app = sub {
         my $env = shift;
         uwsgi::websocket_handshake();          # the request's own Sec-WebSocket-Key
-        while (1) {
-            uwsgi::sharedarea_wait(0, 50);
-            uwsgi::websocket_send_binary_from_sharedarea(0, 0);   # dies when the browser leaves
+        while (1) {                            # until the client leaves:
+            # the next update, or 1 s without one (the producer paused)
+            if (eval { uwsgi::sharedarea_wait($id, 0, 1); 1 }) {
+                uwsgi::websocket_send_binary_from_sharedarea($id, 0);   # dies once it has gone
+            }
+            # pongs, keep-alive pings; dies when the client has closed
+            for (1 .. 16) { last unless defined uwsgi::websocket_recv_nb() }
         }
     };
-    builder { enable 'SharedArea', max_message => 1 << 20; $app };
+    builder { enable 'SharedArea', max_message => 4096; $app };
+
+This keeps one worker per viewer (Starman, Starlet). On an event-loop
+server one process serves every viewer: see L</EVENT LOOPS>, which is what
+the demo (C<scripts/demo>, F<examples/demo/app.psgi>) does.
 
 =head1 DESCRIPTION
 
@@ -333,6 +344,114 @@ sub websocket_handshake {
         Carp::croak("$F: cannot write the 101 response: $ws->{closed}");
     }
     return 1;
+}
+
+=head1 EVENT LOOPS
+
+On an event-loop server (Twiggy, Feersum: C<psgi.nonblocking>) one process
+serves every connection, so an app must not block in C<websocket_recv> or a
+waiting send. There, C<SharedArea::WebSocket-E<gt>accept> answers the
+upgrade and returns a session object whose sends never wait, and the app
+returns at once; L<SharedArea::Notify> calls back when an area is updated.
+The session lives until C<close> (or until the object is dropped).
+
+    # app.psgi for Twiggy or Feersum: one process, every viewer
+    use SharedArea;
+    use SharedArea::Notify;
+    use Plack::Builder;
+
+    my $id = SharedArea::init('name=frames');    # attach the producer's area
+    my %viewers;                                 # fd -> session
+
+    # after each update, the frame to every viewer that is not lagging (the
+    # watch lasts while its guard lives: `our`, not a lexical of this file)
+    our $watch = SharedArea::Notify->anyevent($id, sub {
+        my $frame = SharedArea::info($id)->{used} || SharedArea::info($id)->{size};
+        for my $ws (values %viewers) {
+            next if $ws->queued > $frame;    # a lagging viewer gets a later frame
+            eval { $ws->send_binary_from_sharedarea($id, 0) };   # a failure ends it
+        }
+    });
+
+    my $app = sub {
+        my $ws = SharedArea::WebSocket->accept;
+        my $fd = $ws->fd;
+        $viewers{$fd} = $ws;
+        $ws->on_end(sub { delete $viewers{$fd} });    # however it ends
+        return $ws->response;
+    };
+    builder { enable 'SharedArea', max_message => 4096; $app };
+
+=head2 SharedArea::WebSocket->accept([$key[, $origin[, $proto]]])
+
+Like C<uwsgi::websocket_handshake> (same arguments, checks and errors),
+for an event-loop server; returns the session. It also watches the socket
+(through AnyEvent, which Twiggy and Feersum run on): messages from the
+client are taken as they come (at most C<max_message> bytes each, and a
+bounded amount of work per wake-up), pings answered, the keep-alive policy
+applied, and when the client leaves or the connection fails the session
+ends by itself. Dies, writing nothing, on a server that is not an event
+loop (use C<websocket_handshake> and a loop there).
+
+=head2 $ws->response
+
+What the app returns to the server for this request (the middleware
+chooses what keeps the server from writing into the stream).
+
+=head2 $ws->send($text), $ws->send_binary($bytes)
+
+=head2 $ws->send_from_sharedarea($id, $pos[, $len]), $ws->send_binary_from_sharedarea($id, $pos[, $len])
+
+Send one frame, as the C<uwsgi::> functions of the same names do, but never
+wait: what the socket does not take at once is copied and queued behind
+what is already queued, and goes out as the socket drains (the session
+watches it). Return the bytes queued in user space after the call (0: all
+with the kernel). The queue has no bound: look at C<queued> first. Die when
+the session has ended (C<$STATUS> says why).
+
+=head2 $ws->queued
+
+Bytes on their way to the client: those queued here plus those in the
+kernel's send queue (C<SIOCOUTQ>). Skip a frame for a client while this is
+more than about a frame, and it gets the latest one when it catches up.
+
+=head2 $ws->on_message($cb), $ws->on_end($cb)
+
+C<$cb-E<gt>($ws, $message)> for each message from the client;
+C<$cb-E<gt>($ws, $why)> once when the session ends, however it ends.
+
+=head2 $ws->close([$code])
+
+Ends the session: a close frame (default 1000) when no frame is partly
+sent, then the socket is shut down and closed under the server. Calls the
+C<on_end> callback. Idempotent.
+
+=head2 $ws->fd, $ws->closed
+
+The socket's descriptor; why the session ended (undef while it is open).
+
+=cut
+
+sub accept {
+    my ($class, @args) = @_;
+    my $F = 'SharedArea::WebSocket->accept';
+    my $env = _env($F);
+    Carp::croak("$F: this server is not an event loop (psgi.nonblocking is false): call"
+        . " uwsgi::websocket_handshake and loop in the app instead")
+        unless $env->{'psgi.nonblocking'};
+    require AnyEvent;
+    uwsgi::websocket_handshake(@args);
+    my $ws = bless $env->{+SESSION}, 'SharedArea::WebSocket::Session';
+    $ws->{detached} = 1;
+    $ws->{io}->blocking(0) if $ws->{io}->can('blocking');
+    Scalar::Util::weaken(my $weak = $ws);
+    $ws->{read_watcher} = AnyEvent->io(fh => $ws->{io}, poll => 'r', cb => sub { $weak->_readable if $weak });
+    if ($ws->{ping_interval} && $ws->{ping_interval} > 0) {
+        my $every = $ws->{ping_interval} < $ws->{pong_timeout} ? $ws->{ping_interval} : $ws->{pong_timeout};
+        $every = 1 if $every > 1;
+        $ws->{timer} = AnyEvent->timer(after => $every, interval => $every, cb => sub { $weak->_tick if $weak });
+    }
+    return $ws;
 }
 
 =head2 uwsgi::websocket_send($message)
@@ -984,6 +1103,177 @@ sub _neutralize_fd {
     POSIX::close($null);
     return;
 }
+
+package SharedArea::WebSocket::Session;
+
+# The session of SharedArea::WebSocket->accept, for event loops (see EVENT
+# LOOPS in the POD above). The same hash as a blocking session's, blessed.
+
+use strict;
+use warnings;
+use Socket qw(MSG_DONTWAIT MSG_NOSIGNAL SHUT_RDWR);
+
+sub response {
+    my ($ws) = @_;
+    return $ws->{response} if $ws->{response};
+    # The middleware puts its response here; without it, a streaming response
+    # that writes nothing.
+    return sub { return };
+}
+
+sub fd { return $_[0]{fd} }
+sub closed { return $_[0]{closed} }
+sub on_message { $_[0]{on_message} = $_[1]; return }
+sub on_end { $_[0]{on_end} = $_[1]; return }
+
+sub send { my $ws = shift; return $ws->_send_nb('send', 1, @_) }
+sub send_binary { my $ws = shift; return $ws->_send_nb('send_binary', 2, @_) }
+sub send_from_sharedarea { my $ws = shift; return $ws->_send_area_nb('send_from_sharedarea', 1, @_) }
+sub send_binary_from_sharedarea { my $ws = shift; return $ws->_send_area_nb('send_binary_from_sharedarea', 2, @_) }
+
+sub queued {
+    my ($ws) = @_;
+    return 0 if $ws->{ended};
+    my $q = eval { SharedArea::_ws_queued('queued', $ws->{fd}) };
+    return $q if defined $q;
+    $ws->_failed_nb('queued', $@);
+}
+
+sub _send_nb {
+    my ($ws, $F, $opcode, @args) = @_;
+    Carp::croak("$F: usage: \$ws->$F(\$message)") unless @args == 1;
+    SharedArea::WebSocket::_die_closed($ws, $F) if defined $ws->{closed};
+    Carp::croak("$F: the message is undef") unless defined $args[0];
+    my $msg = "$args[0]";
+    utf8::encode($msg) if utf8::is_utf8($msg);
+    $SharedArea::WebSocket::STATUS = 0;
+    my $q = eval { SharedArea::_ws_send_nb($F, $ws->{fd}, $opcode, $msg) };
+    return $ws->_queued_now($q) if defined $q;
+    $ws->_failed_nb($F, $@);
+}
+
+sub _send_area_nb {
+    my ($ws, $F, $opcode, @args) = @_;
+    Carp::croak("$F: usage: \$ws->$F(\$id, \$pos[, \$len])") unless @args == 2 || @args == 3;
+    SharedArea::WebSocket::_die_closed($ws, $F) if defined $ws->{closed};
+    $SharedArea::WebSocket::STATUS = 0;
+    my $q = eval { SharedArea::_ws_send_from_area_nb($F, $ws->{fd}, $opcode, @args) };
+    return $ws->_queued_now($q) if defined $q;
+    $ws->_failed_nb($F, $@);
+}
+
+# Something is queued in user space: watch for the socket to drain.
+sub _queued_now {
+    my ($ws, $q) = @_;
+    if ($q && !$ws->{write_watcher}) {
+        Scalar::Util::weaken(my $weak = $ws);
+        $ws->{write_watcher} = AnyEvent->io(fh => $ws->{io}, poll => 'w', cb => sub { $weak->_writable if $weak });
+    }
+    return $q;
+}
+
+sub _writable {
+    my ($ws) = @_;
+    my $left = eval { SharedArea::_ws_flush_nb('flush', $ws->{fd}) };
+    if (!defined $left) {
+        eval { $ws->_failed_nb('flush', $@) };
+        return;
+    }
+    delete $ws->{write_watcher} unless $left;
+    return;
+}
+
+# A failed non-blocking call: a connection that ended ends the session (its
+# on_end runs); the error goes on up.
+sub _failed_nb {
+    my ($ws, $F, $err) = @_;
+    my $st = $SharedArea::WebSocket::STATUS;
+    die $err if ref $err || index($err, "$F: ") != 0;
+    if ($st == SharedArea::WebSocket::_status_of('PEER_CLOSED')) {
+        SharedArea::WebSocket::_end_connection($ws, 'PEER_CLOSED', SharedArea::WebSocket::PEER_CLOSED);
+    } elsif ($st == SharedArea::WebSocket::_status_of('CONNECTION_FAILED')) {
+        (my $why = $err) =~ s/^\Q$F\E: //;
+        $why =~ s/ at \S+ line \d+\.?\n\z//;
+        SharedArea::WebSocket::_end_connection($ws, 'CONNECTION_FAILED', "the connection failed ($why)");
+    }
+    $ws->_finish if defined $ws->{closed};
+    $SharedArea::WebSocket::STATUS = $ws->{status} || $st;
+    die $err if $err !~ s/ at \S+ line \d+\.?\n\z//;
+    Carp::croak($err);
+}
+
+# The socket is readable: take what is there (one read), hand whole messages
+# to on_message (at most 16 per wake-up; the rest stay buffered for the next).
+sub _readable {
+    my ($ws) = @_;
+    return if $ws->{ended};
+    local $SharedArea::WebSocket::ENV = undef;
+    my $ok = eval {
+        for (1 .. 16) {
+            my $msg = SharedArea::WebSocket::_next_message($ws, 'recv');
+            if (!$msg) {
+                last if $_ > 1 || !SharedArea::WebSocket::_fill($ws, 'recv', 0);
+                $msg = SharedArea::WebSocket::_next_message($ws, 'recv') or last;
+            }
+            $ws->{on_message}->($ws, $$msg) if $ws->{on_message};
+            last if $ws->{ended};
+        }
+        1;
+    };
+    $ws->_finish if !$ok && defined $ws->{closed};
+    warn $@ if !$ok && !defined $ws->{closed};    # an on_message callback died
+    return;
+}
+
+# The keep-alive policy's clock.
+sub _tick {
+    my ($ws) = @_;
+    return if $ws->{ended};
+    eval { SharedArea::WebSocket::_keepalive($ws, 'keepalive'); 1 } or $ws->_finish;
+    return;
+}
+
+sub close {
+    my ($ws, $code) = @_;
+    return if $ws->{ended};
+    if (!$ws->{broken}) {
+        my $dropped = SharedArea::_ws_forget($ws->{fd});
+        if (!$dropped && !$ws->{close_sent}) {
+            $ws->{close_sent} = 1;
+            CORE::send($ws->{io}, SharedArea::WebSocket::_control_frame(0x8, pack('n', defined $code ? $code : 1000)), MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+        shutdown($ws->{io}, SHUT_RDWR);
+    }
+    $ws->{closed} = 'the WebSocket session has ended' unless defined $ws->{closed};
+    $ws->_finish;
+    return;
+}
+
+# The end: no more watchers, the socket closed under the server, on_end told.
+sub _finish {
+    my ($ws) = @_;
+    return if $ws->{ended}++;
+    delete @$ws{qw(read_watcher write_watcher timer)};
+    SharedArea::_ws_forget($ws->{fd});
+    shutdown($ws->{io}, SHUT_RDWR) unless $ws->{broken};
+    $ws->{broken} = 1;
+    SharedArea::WebSocket::_neutralize_fd($ws);
+    my $end = delete $ws->{on_end};
+    my $server_end = delete $ws->{server_end};
+    eval { $end->($ws, $ws->{closed}); 1 } or warn $@ if $end;
+    $server_end->() if $server_end;
+    return;
+}
+
+sub DESTROY {
+    my ($ws) = @_;
+    return if ${^GLOBAL_PHASE} eq 'DESTRUCT' || !$ws->{detached} || $ws->{ended};
+    local ($@, $!, $?);
+    eval { $ws->close; 1 };
+    return;
+}
+
+package SharedArea::WebSocket;
 
 1;
 

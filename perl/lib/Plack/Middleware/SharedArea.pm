@@ -191,7 +191,8 @@ sub call {
     }
     # The app is done with the request unless it goes on in a streaming callback.
     _release_locks($env) if !$ok || ref $res ne 'CODE' || $env->{ SharedArea::WebSocket::SESSION() };
-    if ($env->{ SharedArea::WebSocket::SESSION() }) {
+    if (my $ws = $env->{ SharedArea::WebSocket::SESSION() }) {
+        return _detached_response($env, $ws, $ok ? undef : $err) if $ws->{detached};
         _end($env, $ok ? undef : $err);
         return _nothing_response($env);
     }
@@ -215,7 +216,12 @@ sub call {
             $err = $@;
         }
         _release_locks($env);
-        if ($env->{ SharedArea::WebSocket::SESSION() }) {
+        if (my $ws = $env->{ SharedArea::WebSocket::SESSION() }) {
+            if ($ws->{detached}) {
+                my $later = _detached_response($env, $ws, $ok ? undef : $err);
+                $later->($respond) if ref $later eq 'CODE';
+                return;
+            }
             _end($env, $ok ? undef : $err);
             my $final = _nothing_response($env);
             $respond->($final) if ref $final eq 'ARRAY';
@@ -270,6 +276,31 @@ sub _server {
     return 'feersum' if $INC{'Feersum.pm'} && exists $env->{'psgix.output.guard'};
     return 'twiggy' if $INC{'Twiggy/Server.pm'} && $env->{'psgi.nonblocking'};
     return 'other';
+}
+
+# The response for a session that goes on after the app returned
+# (SharedArea::WebSocket->accept, on an event-loop server): nothing is written
+# while it lasts; when it ends, a server that counts its connections until
+# their response is written (Twiggy) gets the empty 101 into the closed socket.
+sub _detached_response {
+    my ($env, $ws, $err) = @_;
+    if (defined $err) {    # the app died after accepting: end the session now
+        my $msg = "Plack::Middleware::SharedArea: the app died during a WebSocket session: $err";
+        $msg .= "\n" unless $msg =~ /\n\z/;
+        eval { $env->{'psgi.errors'}->print($msg); 1 } or print STDERR $msg;
+        $ws->close(1011);
+    }
+    my $server = _server($env);
+    return sub { return } if $server eq 'feersum';
+    return sub {
+        my ($respond) = @_;
+        if ($ws->{ended}) {
+            $respond->([ 101, [], [] ]);
+        } else {
+            $ws->{server_end} = sub { $respond->([ 101, [], [] ]) };
+        }
+        return;
+    };
 }
 
 # The response handed to the server once the session is over; the socket is
