@@ -40,6 +40,17 @@ fn int_text(obj: &Bound<'_, PyAny>) -> String {
     }
 }
 
+/// The exception an object's own `__index__` raised, when that is why it could
+/// not be taken as an integer (it propagates unchanged, as from `operator.index`).
+fn raised_by_index(obj: &Bound<'_, PyAny>) -> Option<PyErr> {
+    let py = obj.py();
+    // SAFETY: PyNumber_Index returns a new reference or NULL with an exception set.
+    match unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyNumber_Index(obj.as_ptr())) } {
+        Err(e) if !e.is_instance_of::<PyTypeError>(py) => Some(e),
+        _ => None,
+    }
+}
+
 /// Whether the integer `obj` (through `__index__`) is negative.
 fn is_negative(obj: &Bound<'_, PyAny>) -> bool {
     obj.lt(0).unwrap_or(false)
@@ -85,6 +96,9 @@ pub fn area_id(function: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<i32> 
 fn area_id_failed(function: &str, obj: &Bound<'_, PyAny>, e: PyErr) -> PyErr {
     let py = obj.py();
     if !e.is_instance_of::<PyOverflowError>(py) {
+        if let Some(raised) = raised_by_index(obj) {
+            return raised;
+        }
         return type_error(
             function,
             format!("the area id must be an integer, not {}", type_name(obj)),
@@ -148,6 +162,9 @@ fn pos_arg_slow(
 ) -> PyResult<u64> {
     let py = obj.py();
     if !e.is_instance_of::<PyOverflowError>(py) {
+        if let Some(raised) = raised_by_index(obj) {
+            return Err(raised);
+        }
         return Err(type_error(
             function,
             format!(
@@ -197,6 +214,9 @@ fn value_arg_slow(
 ) -> PyResult<i64> {
     let py = obj.py();
     if !e.is_instance_of::<PyOverflowError>(py) {
+        if let Some(raised) = raised_by_index(obj) {
+            return Err(raised);
+        }
         return Err(type_error(
             function,
             format!(

@@ -161,6 +161,20 @@ def test_integer_ops_count_updates_and_reads_do_not(new_area: Any) -> None:
     assert sharedarea.updates(a) == u + 4
 
 
+def test_an_exception_from_index_propagates_and_changes_nothing(new_area: Any) -> None:
+    class Bad:
+        def __index__(self) -> int:
+            raise KeyError("from __index__")
+
+    a = new_area()
+    before = snapshot(a)
+    for call in (lambda: sharedarea.sharedarea_read64(Bad(), 0), lambda: sharedarea.sharedarea_write64(a, Bad(), 1),
+                 lambda: sharedarea.sharedarea_inc64(a, 0, Bad())):
+        with pytest.raises(KeyError, match="from __index__"):
+            call()
+    assert snapshot(a) == before
+
+
 def test_the_older_names_are_id_first_aliases(new_area: Any) -> None:
     a = new_area()
     assert sharedarea.sharedarea_writebyte(a, 3, 255) is None
