@@ -3,7 +3,7 @@ package SharedArea;
 use strict;
 use warnings;
 
-our $VERSION = '0.01';
+our $VERSION = '1.0.0';
 
 require XSLoader;
 XSLoader::load('SharedArea', $VERSION);

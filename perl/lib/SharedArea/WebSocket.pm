@@ -37,7 +37,7 @@ use Scalar::Util ();
 use Socket qw(MSG_DONTWAIT MSG_NOSIGNAL SHUT_RDWR SHUT_WR);
 use Time::HiRes ();
 
-our $VERSION = '0.01';
+our $VERSION = '1.0.0';
 
 # The PSGI env of the request being served (local-ised by the middleware).
 our $ENV;

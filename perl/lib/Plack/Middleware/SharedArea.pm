@@ -16,7 +16,7 @@ use Plack::Util::Accessor qw(max_message linger ping_interval pong_timeout send_
 use SharedArea ();
 use SharedArea::WebSocket ();
 
-our $VERSION = '0.01';
+our $VERSION = '1.0.0';
 
 =head1 NAME
 

@@ -1,0 +1,55 @@
+# One version number everywhere (Cargo.toml, every Perl module, the C ABI's
+# major version, the shared library's SONAME), man pages under the module
+# names, and the files a distribution must carry.
+use strict;
+use warnings;
+use FindBin;
+use File::Spec;
+use Test::More;
+
+BEGIN { delete $ENV{UWSGI_SHAREDAREA} }
+use SharedArea;
+use SharedArea::WebSocket;
+
+my $root = File::Spec->rel2abs("$FindBin::Bin/..");
+open my $fh, '<', "$root/Cargo.toml" or plan skip_all => "no Cargo.toml at $root";
+my ($cargo_version) = join('', <$fh>) =~ /^\[package\][^\[]*?^version\s*=\s*"([^"]+)"/ms;
+close $fh;
+ok(defined $cargo_version, "Cargo.toml has a version ($cargo_version)");
+
+is($SharedArea::VERSION, $cargo_version, 'SharedArea $VERSION is the crate version');
+is($SharedArea::WebSocket::VERSION, $cargo_version, 'SharedArea::WebSocket too');
+SKIP: {
+    eval { require Plack::Middleware::SharedArea; 1 }
+        or skip "Plack is not installed: $@", 1;
+    is($Plack::Middleware::SharedArea::VERSION, $cargo_version, 'Plack::Middleware::SharedArea too');
+}
+my ($major) = $cargo_version =~ /^(\d+)\./;
+is(SharedArea::abi_version(), $major, 'the major version is the C ABI version');
+
+SKIP: {
+    my $so = "$root/target/release/libsharedarea.so";
+    -e $so or skip "no $so (cargo build --release)", 1;
+    my $dyn = `readelf -d "$so" 2>/dev/null`;
+    $? == 0 && length $dyn or skip 'readelf is not installed', 1;
+    like($dyn, qr/\(SONAME\)\s+Library soname: \[libsharedarea\.so\.\Q$major\E\]/,
+        "the shared library's SONAME is libsharedarea.so.$major");
+}
+
+SKIP: {
+    my $man = "$root/blib/man3";
+    -d $man or skip 'no blib/man3 (make did not build man pages)', 3;
+    for my $page ('SharedArea', 'SharedArea::WebSocket', 'Plack::Middleware::SharedArea') {
+        ok(-e "$man/$page.3pm", "man page $page.3pm (man $page)");
+    }
+}
+
+for my $file (qw(Changes LICENSE Makefile.PL Cargo.toml Cargo.lock build.rs include/sharedarea.h)) {
+    ok(-e "$root/$file", "the distribution has $file");
+}
+open my $lic, '<', "$root/LICENSE" or die "LICENSE: $!";
+like(scalar(do { local $/; <$lic> }), qr/\AMIT License/, 'LICENSE is the MIT text (as Cargo.toml and META say)');
+open my $ch, '<', "$root/Changes" or die "Changes: $!";
+like(scalar(do { local $/; <$ch> }), qr/^\Q$cargo_version\E\s/m, "Changes has an entry for $cargo_version");
+
+done_testing;
