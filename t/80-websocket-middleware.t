@@ -8,6 +8,8 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use SharedAreaTest::Proc qw(needs);
+BEGIN { needs(modules => [qw(Plack Plack::Test HTTP::Request::Common)]) }
 use HTTP::Request::Common qw(GET);
 use IO::Handle;
 use Plack::Test;

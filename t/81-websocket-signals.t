@@ -22,6 +22,7 @@ use SharedAreaTest::Proc qw(require_blib tmpdir write_file start_starman stop_se
 use SharedAreaTest::WebSocket qw(ws_connect ws_next_frame client_frame);
 
 BEGIN { delete $ENV{UWSGI_SHAREDAREA} }
+SharedAreaTest::Proc::needs(programs => ['starman'], modules => ['Starman']);
 require_blib();
 require SharedArea;
 require Plack::Middleware::SharedArea;

@@ -13,6 +13,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use SharedAreaTest::Proc qw(require_blib tmpdir write_file start_starman stop_server http_get run_clients guard_test);
 
+SharedAreaTest::Proc::needs(programs => ['starman'], modules => ['Starman']);
 require_blib();
 guard_test(240);
 

@@ -15,6 +15,7 @@ use SharedAreaTest::Proc qw(require_blib tmpdir write_file start_starman stop_se
     run_clients guard_test spawn_perl finish_perl run_perl slurp);
 use Time::HiRes qw(time sleep);
 
+SharedAreaTest::Proc::needs(programs => ['starman'], modules => ['Starman']);
 require_blib();
 guard_test(240);
 

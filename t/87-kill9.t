@@ -23,6 +23,7 @@ use Time::HiRes qw(time sleep);
 use SharedAreaTest::Proc qw(require_blib tmpdir write_file slurp start_starman stop_server
     http_get http_send http_finish wait_child guard_test);
 
+BEGIN { SharedAreaTest::Proc::needs(programs => ['starman'], modules => ['Starman']) }
 my @blib;
 BEGIN { @blib = require_blib(); unshift @INC, @blib; delete $ENV{UWSGI_SHAREDAREA} }
 use SharedArea '1';

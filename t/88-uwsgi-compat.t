@@ -48,6 +48,7 @@ use SharedAreaTest::WebSocket qw(ws_connect ws_next_frame);
 use SharedAreaTest::Proc qw(require_blib tmpdir write_file start_starman start_uwsgi stop_server
     uwsgi_psgi_available http_get http_send http_finish guard_test start_server free_port);
 
+SharedAreaTest::Proc::needs(programs => ['starman'], modules => ['Starman']);
 my @blib = require_blib();
 guard_test(300);
 my $dir = tmpdir();

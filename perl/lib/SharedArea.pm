@@ -719,10 +719,27 @@ wait (uWSGI truncates it: C<2**32 + 1> waits one second).
 =head1 SEE ALSO
 
 L<SharedArea::WebSocket>, L<Plack::Middleware::SharedArea>, the uWSGI
-documentation of the sharedarea subsystem.
+documentation of the sharedarea subsystem.  The C library (C<make install-c>,
+C<pkg-config sharedarea>, F<sharedarea.h>) and the C<sharedarea> command
+(C<sharedarea ls>, C<info>, C<dump>, C<get>/C<set>/C<inc>, C<watch>, C<rm>)
+come with this distribution; see its F<README.md>.
 
-=head1 LICENSE
+=head1 BUGS
 
-MIT.
+SharedArea runs on Linux only (it needs futex(2), F</dev/shm> and F</proc>).
+Report bugs at L<https://github.com/sharedarea/sharedarea/issues>, with the
+message the failing call died with and, for the C library,
+C<sharedarea_last_error()>.
+
+=head1 AUTHOR
+
+SharedArea authors.
+
+=head1 COPYRIGHT AND LICENSE
+
+Copyright (c) 2026 SharedArea authors.
+
+This is free software under the MIT license: see the file F<LICENSE> in the
+distribution.
 
 =cut

@@ -9,6 +9,7 @@ use strict;
 use warnings;
 
 use Carp qw(croak);
+use Config;
 use Cwd qw(abs_path);
 use Errno qw(EINTR);
 use Exporter qw(import);
@@ -18,7 +19,6 @@ use File::Temp qw(tempdir);
 use IO::Select;
 use IO::Socket::INET;
 use POSIX qw(WNOHANG _exit setsid);
-use Test::TCP qw(empty_port);
 use Time::HiRes qw(time sleep);
 
 our @EXPORT_OK = qw(
@@ -26,6 +26,7 @@ our @EXPORT_OK = qw(
     start_server start_starman start_uwsgi uwsgi_psgi_available stop_server
     http_get http_send http_finish run_clients wait_child guard_test
     spawn_perl finish_perl run_perl stop_process_group
+    have_module find_program needs
 );
 
 my $OWNER = $$;
@@ -81,7 +82,57 @@ A currently free TCP port on 127.0.0.1.
 
 =cut
 
-sub free_port { return empty_port({ host => '127.0.0.1' }) }
+sub free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp', Listen => 1)
+        or croak "free_port: cannot bind a port on 127.0.0.1: $!";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
+
+=head2 have_module($name) / find_program($name) / needs(modules => [...], programs => [...])
+
+C<have_module> says whether a module is installed (without loading it);
+C<find_program> returns the path of a program found on C<PATH> (or next to
+this perl, where CPAN clients install scripts), or undef. C<needs> skips the
+whole test file, saying what is missing, unless everything is there: call it
+before any test runs (in a C<BEGIN> block when the file C<use>s the modules).
+
+C<SHAREDAREA_TEST_HIDE> (space-separated module and program names) makes them
+count as missing, so a full machine can check what a CPAN tester's sees; with
+C<PERL5OPT=-MSharedAreaTest::Hide> loading them fails too.
+
+=cut
+
+sub _hidden { my %h = map { $_ => 1 } split ' ', $ENV{SHAREDAREA_TEST_HIDE} // ''; return \%h }
+
+sub have_module {
+    my ($name) = @_;
+    return 0 if _hidden()->{$name};
+    (my $file = "$name.pm") =~ s{::}{/}g;
+    return scalar grep { !ref && -f "$_/$file" } @INC;
+}
+
+sub find_program {
+    my ($name) = @_;
+    return undef if _hidden()->{$name};
+    my @dirs = (split(/:/, $ENV{PATH} // ''), dirname($^X),
+                grep { defined && length } @Config{qw(installsitescript installscript installsitebin installbin)});
+    for my $d (grep { length } @dirs) {
+        return "$d/$name" if -f "$d/$name" && -x _;
+    }
+    return undef;
+}
+
+sub needs {
+    my (%w) = @_;
+    my @missing = ((grep { !have_module($_) } @{ $w{modules} || [] }),
+                   (map { "the $_ program" } grep { !find_program($_) } @{ $w{programs} || [] }));
+    return 1 unless @missing;
+    require Test::More;
+    Test::More::plan(skip_all => 'needs ' . join(', ', @missing) . ' (not installed)');
+    return 0;
+}
 
 =head2 tmpdir()
 
@@ -197,7 +248,7 @@ sub start_starman {
     my @inc = require_blib();
     my $port = free_port();
     my $dir = $a{dir} || tmpdir();
-    my $starman = -x '/usr/bin/starman' ? '/usr/bin/starman' : 'starman';
+    my $starman = find_program('starman') or croak 'start_starman: no starman program on PATH';
     my @cmd = ($^X, (map { ('-I', $_) } @inc), $starman,
         (map { ('-I', $_) } @inc),
         '--workers', $a{workers} || 4,
@@ -214,12 +265,13 @@ sub start_starman {
 
 =head2 uwsgi_psgi_available()
 
-True when C</usr/bin/uwsgi> and its psgi plugin are installed.
+True when a C<uwsgi> program (on C<PATH>) and its psgi plugin (Debian's
+plugin directory) are installed.
 
 =cut
 
 sub uwsgi_psgi_available {
-    return 0 unless -x '/usr/bin/uwsgi';
+    return 0 unless find_program('uwsgi');
     return scalar(grep { -e $_ } glob('/usr/lib/uwsgi/plugins/psgi_plugin.so /usr/lib/uwsgi/plugins/psgi*_plugin.so')) ? 1 : 0;
 }
 
@@ -235,7 +287,7 @@ sub start_uwsgi {
     my @inc = require_blib();
     my $port = free_port();
     my $dir = $a{dir} || tmpdir();
-    my @cmd = ('/usr/bin/uwsgi', '--plugin', 'psgi', '--http-socket', "127.0.0.1:$port",
+    my @cmd = (find_program('uwsgi') // croak('start_uwsgi: no uwsgi program on PATH'), '--plugin', 'psgi', '--http-socket', "127.0.0.1:$port",
         '--psgi', $a{app}, (defined $a{sharedarea} ? ('--sharedarea', $a{sharedarea}) : ()),
         '--master', '--processes', $a{processes} || 2, '--die-on-term', '--need-app',
         '--perl-no-die-catch', '--disable-logging');

@@ -44,12 +44,12 @@ or nothing when both are.
 
 =cut
 
-our $CHROMIUM     = $ENV{SHAREDAREA_CHROMIUM}     // '/usr/bin/chromium';
-our $CHROMEDRIVER = $ENV{SHAREDAREA_CHROMEDRIVER} // '/usr/bin/chromedriver';
+our $CHROMIUM     = $ENV{SHAREDAREA_CHROMIUM}     // SharedAreaTest::Proc::find_program('chromium') // 'chromium';
+our $CHROMEDRIVER = $ENV{SHAREDAREA_CHROMEDRIVER} // SharedAreaTest::Proc::find_program('chromedriver') // 'chromedriver';
 
 sub unavailable {
-    return "no Chromium at $CHROMIUM (apt-get install chromium chromium-driver)" unless -x $CHROMIUM;
-    return "no chromedriver at $CHROMEDRIVER (apt-get install chromium-driver)"  unless -x $CHROMEDRIVER;
+    return "no Chromium ($CHROMIUM) on PATH (Debian: apt-get install chromium chromium-driver)" unless -x $CHROMIUM;
+    return "no chromedriver ($CHROMEDRIVER) on PATH (Debian: apt-get install chromium-driver)"  unless -x $CHROMEDRIVER;
     return;
 }
 

@@ -23,7 +23,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 
 use SharedAreaTest::Proc qw(require_blib tmpdir free_port start_server stop_server http_get
-    guard_test spawn_perl finish_perl run_perl repo_root);
+    guard_test spawn_perl finish_perl run_perl repo_root find_program needs have_module);
 
 our @EXPORT_OK = qw(
     AREA_SIZE area_spec setup_area expected start_ws_server ws_connect ws_collect ws_next_frame
@@ -99,14 +99,17 @@ sub start_ws_server {
     my @inc = require_blib();
     my $port = free_port();
     my @I = map { ('-I', $_) } @inc;
+    my $starman = find_program('starman');
+    my $plackup = find_program('plackup');
     my %cmd = (
-        starman => [ '/usr/bin/starman', @I, '--workers', 1, '--preload-app', '--listen', "127.0.0.1:$port" ],
-        starlet => [ '/usr/bin/plackup', @I, '-s', 'Starlet', '--max-workers', 1, '--host', '127.0.0.1', '--port', $port ],
-        feersum => [ '/usr/bin/plackup', @I, '-s', 'Feersum', '--listen', "127.0.0.1:$port" ],
-        twiggy  => [ '/usr/bin/plackup', @I, '-s', 'Twiggy', '--host', '127.0.0.1', '--port', $port ],
-        plackup => [ '/usr/bin/plackup', @I, '--host', '127.0.0.1', '--port', $port ],
+        starman => [ $starman, @I, '--workers', 1, '--preload-app', '--listen', "127.0.0.1:$port" ],
+        starlet => [ $plackup, @I, '-s', 'Starlet', '--max-workers', 1, '--host', '127.0.0.1', '--port', $port ],
+        feersum => [ $plackup, @I, '-s', 'Feersum', '--listen', "127.0.0.1:$port" ],
+        twiggy  => [ $plackup, @I, '-s', 'Twiggy', '--host', '127.0.0.1', '--port', $port ],
+        plackup => [ $plackup, @I, '--host', '127.0.0.1', '--port', $port ],
     );
     my $cmd = $cmd{$kind} or croak "start_ws_server: unknown server '$kind'";
+    defined $cmd->[0] or croak "start_ws_server: no program for $kind on PATH (see server_needs)";
     return start_server(
         cmd => [ $^X, @I, @$cmd, $a{app} ], port => $port, name => $kind,
         env => { PERL5LIB => join(':', @inc, grep { defined && length } $ENV{PERL5LIB}), WSTEST_SPEC => $a{spec} },
@@ -364,6 +367,20 @@ sub _fd_count {
     return scalar grep { /^\d+$/ } readdir $dh;
 }
 
+# The worker's descriptors at rest: the fewest seen over half a second, so a
+# connection the server is still closing (after the reply that told us its
+# pid) is not counted in.
+sub _fd_baseline {
+    my ($pid) = @_;
+    my $min;
+    for (1 .. 10) {
+        my $n = _fd_count($pid);
+        $min = $n if !defined $min || $n < $min;
+        sleep 0.05;
+    }
+    return $min;
+}
+
 sub _texts { return map { $_->{payload} } grep { $_->{op} == 1 } @{ $_[0] } }
 
 =head2 run_server_suite($kind)
@@ -372,8 +389,18 @@ The whole suite against one server (see the file's head).
 
 =cut
 
+# What each server kind needs: its program, and the modules plackup loads.
+my %SERVER_NEEDS = (
+    starman => { programs => ['starman'], modules => ['Starman'] },
+    starlet => { programs => ['plackup'], modules => ['Starlet'] },
+    feersum => { programs => ['plackup'], modules => ['Feersum'] },
+    twiggy  => { programs => ['plackup'], modules => ['Twiggy'] },
+    plackup => { programs => ['plackup'], modules => ['Plack'] },
+);
+
 sub run_server_suite {
     my ($kind) = @_;
+    needs(%{ $SERVER_NEEDS{$kind} || croak "run_server_suite: unknown server '$kind'" });
     require_blib();
     guard_test(280);
     my $dir = tmpdir();
@@ -388,7 +415,7 @@ sub run_server_suite {
     my ($st, $info) = http_get($port, '/info');
     like($info, qr/servers=\Q$module{$kind}\E$/, "$kind: the app runs under $module{$kind}");
     my ($pid) = $info =~ /pid=(\d+)/;
-    my $fds_before = _fd_count($pid);
+    my $fds_before = _fd_baseline($pid);
 
     _suite_send($kind, $port, $pid);
     _suite_range($kind, $port, $pid);
@@ -716,7 +743,10 @@ sub _suite_refusals {
 sub _suite_real_clients {
     my ($kind, $port, $pid) = @_;
     my $lib = repo_root() . '/t/lib';
-    my ($st, $out, $err) = run_perl(30, <<'PERL', $port);
+    my ($st, $out, $err);
+  SKIP: {
+    skip "$kind: Mojolicious is not installed (the Mojo::UserAgent client)", 3 unless have_module('Mojo::UserAgent');
+    ($st, $out, $err) = run_perl(30, <<'PERL', $port);
 use strict; use warnings;
 use Digest::SHA qw(sha1_hex);
 use Mojo::UserAgent; use Mojo::IOLoop;
@@ -739,7 +769,10 @@ PERL
         or diag("status $st, stderr $err, out $out");
     is($lines[1], 'frame 1 10 ' . sha1_hex('sent 70000'), "$kind Mojo::UserAgent: then the text frame");
     like($out, qr/^finish 1000$/m, "$kind Mojo::UserAgent: closed normally (1000)");
+  }
 
+  SKIP: {
+    skip "$kind: AnyEvent::WebSocket::Client is not installed", 2 unless have_module('AnyEvent::WebSocket::Client');
     ($st, $out, $err) = run_perl(30, <<'PERL', $port);
 use strict; use warnings;
 use Digest::SHA qw(sha1_hex);
@@ -767,6 +800,7 @@ PERL
     is_deeply([ grep { /^msg/ } split /\n/, $out ], \@want, "$kind AnyEvent::WebSocket::Client: every message")
         or diag("status $st, stderr $err");
     like($out, qr/^finish$/m, "$kind AnyEvent::WebSocket::Client: the connection finished");
+  }
     _http_ok($port, "$kind after the real clients", $pid);
     return;
 }
