@@ -630,7 +630,8 @@ for my $k (0 .. $#wake) {
 }
 
 # The calls written as code: ours against uWSGI's answer (live, and recorded).
-my $live_is_recorded = $theirs && `/usr/bin/uwsgi --version 2>/dev/null` =~ /^2\.0\.21/;
+my $uwsgi_bin = SharedAreaTest::Proc::find_program('uwsgi') // 'uwsgi';
+my $live_is_recorded = $theirs && `$uwsgi_bin --version 2>/dev/null` =~ /^2\.0\.21/;
 note('the uWSGI installed here is not 2.0.21: its answers are compared with ours, not with the recorded ones')
     if $theirs && !$live_is_recorded;
 for my $i (0 .. $#eval_cases) {
@@ -691,7 +692,7 @@ if ($theirs) {
     my $port = free_port();
     my $uw = eval {
         start_server(
-            cmd => [ '/usr/bin/uwsgi', '--plugin', 'psgi', '--http-socket', "127.0.0.1:$port", '--psgi', $app,
+            cmd => [ $uwsgi_bin, '--plugin', 'psgi', '--http-socket', "127.0.0.1:$port", '--psgi', $app,
                 '--master', '--processes', 1, '--die-on-term', '--need-app', '--perl-no-die-catch', '--disable-logging' ],
             port => $port, env => { UWSGI_SHAREDAREA => '4', SATEST_DIR => $dir }, log => "$dir/uwsgi-env-$port.log",
             name => 'uwsgi (UWSGI_SHAREDAREA)',
