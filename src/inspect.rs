@@ -250,13 +250,19 @@ fn attached_here(bare: &str) -> Option<&'static Object> {
 
 /// Looks at the named area `name` without attaching to it.
 pub fn named_area(name: &str) -> Result<NamedArea> {
+    let (mut area, object) = look(name)?;
+    area.mapped_by = MapsIndex::read().pids(object);
+    Ok(area)
+}
+
+/// The named area without `mapped_by`, and its object's (device, inode).
+fn look(name: &str) -> Result<(NamedArea, (u64, u64))> {
     let bare = bare_name(name)?;
     if let Some(obj) = attached_here(bare) {
         let meta = std::fs::metadata(format!("{}/{bare}", shm_dir()))
             .map_err(|e| Error::io(format_args!("cannot stat {}/{bare}", shm_dir()), e))?;
-        let mut area = describe(bare, &meta, obj.control(), obj.tokens());
-        area.mapped_by = mapped_by(meta.dev(), meta.ino());
-        return Ok(area);
+        let area = describe(bare, &meta, obj.control(), obj.tokens());
+        return Ok((area, (meta.dev(), meta.ino())));
     }
     let (file, map) = open_checked(bare)?;
     let meta = file
@@ -265,11 +271,11 @@ pub fn named_area(name: &str) -> Result<NamedArea> {
     let tokens = TokenFile::new(file);
     // SAFETY: as in open_checked: a read-only mapping of a whole Control.
     let ctl = unsafe { &*(map.as_ptr() as *const Control) };
-    let mut area = describe(bare, &meta, ctl, Some(&tokens));
-    // Unmapped first, so this look does not count as an attachment.
+    let area = describe(bare, &meta, ctl, Some(&tokens));
+    // Unmapped before the caller scans /proc, so this look does not count as
+    // an attachment.
     drop(map);
-    area.mapped_by = mapped_by(meta.dev(), meta.ino());
-    Ok(area)
+    Ok((area, (meta.dev(), meta.ino())))
 }
 
 fn describe(
@@ -305,45 +311,76 @@ pub fn named_areas() -> Vec<NamedArea> {
         .filter_map(|e| e.file_name().into_string().ok())
         .collect();
     names.sort();
-    names.iter().filter_map(|n| named_area(n).ok()).collect()
+    let looked: Vec<_> = names.iter().filter_map(|n| look(n).ok()).collect();
+    if looked.is_empty() {
+        return Vec::new();
+    }
+    let maps = MapsIndex::read(); // one pass over /proc for every area
+    looked
+        .into_iter()
+        .map(|(mut area, object)| {
+            area.mapped_by = maps.pids(object);
+            area
+        })
+        .collect()
 }
 
-/// The processes that map the object (device, inode), from /proc/*/maps.
-fn mapped_by(dev: u64, ino: u64) -> Vec<u32> {
-    let (major, minor) = (libc::major(dev), libc::minor(dev));
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut pids = Vec::new();
-    for entry in procs.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
+/// Which processes map which /dev/shm objects, by (device, inode), from one
+/// pass over /proc/*/maps (only the processes this user may inspect).
+struct MapsIndex(std::collections::HashMap<(u64, u64), Vec<u32>>);
+
+impl MapsIndex {
+    fn read() -> MapsIndex {
+        let mut index: std::collections::HashMap<(u64, u64), Vec<u32>> = Default::default();
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return MapsIndex(index);
         };
-        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
-            continue;
-        };
-        let maps_it = maps.lines().any(|line| {
-            // address perms offset dev inode path
-            let mut f = line.split_whitespace();
-            let (Some(_), Some(_), Some(_), Some(d), Some(i)) =
-                (f.next(), f.next(), f.next(), f.next(), f.next())
+        let prefix = format!("{}/", shm_dir());
+        for entry in procs.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
             else {
-                return false;
+                continue;
             };
-            let dev_ok = d.split_once(':').is_some_and(|(a, b)| {
-                u32::from_str_radix(a, 16) == Ok(major) && u32::from_str_radix(b, 16) == Ok(minor)
-            });
-            dev_ok && i.parse::<u64>() == Ok(ino)
-        });
-        if maps_it {
-            pids.push(pid);
+            let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+                continue;
+            };
+            for line in maps.lines() {
+                // address perms offset dev(major:minor, hex) inode path
+                let mut f = line.split_whitespace();
+                let (Some(_), Some(_), Some(_), Some(dev), Some(ino), Some(path)) =
+                    (f.next(), f.next(), f.next(), f.next(), f.next(), f.next())
+                else {
+                    continue;
+                };
+                if !path.starts_with(&prefix) {
+                    continue;
+                }
+                let Some((major, minor)) = dev.split_once(':').and_then(|(a, b)| {
+                    Some((
+                        u32::from_str_radix(a, 16).ok()?,
+                        u32::from_str_radix(b, 16).ok()?,
+                    ))
+                }) else {
+                    continue;
+                };
+                let Ok(ino) = ino.parse::<u64>() else {
+                    continue;
+                };
+                let pids = index.entry((libc::makedev(major, minor), ino)).or_default();
+                if pids.last() != Some(&pid) {
+                    pids.push(pid);
+                }
+            }
         }
+        MapsIndex(index)
     }
-    pids
+
+    fn pids(&self, object: (u64, u64)) -> Vec<u32> {
+        self.0.get(&object).cloned().unwrap_or_default()
+    }
 }
 
 /// Removes the name of the named area `name` (it must be an area). Processes
