@@ -9,7 +9,6 @@ use Test::More;
 
 BEGIN { delete $ENV{UWSGI_SHAREDAREA} }
 use SharedArea;
-use SharedArea::WebSocket;
 
 my $root = File::Spec->rel2abs("$FindBin::Bin/..");
 open my $fh, '<', "$root/Cargo.toml" or plan skip_all => "no Cargo.toml at $root";
@@ -18,11 +17,14 @@ close $fh;
 ok(defined $cargo_version, "Cargo.toml has a version ($cargo_version)");
 
 is($SharedArea::VERSION, $cargo_version, 'SharedArea $VERSION is the crate version');
-is($SharedArea::WebSocket::VERSION, $cargo_version, 'SharedArea::WebSocket too');
-SKIP: {
-    eval { require Plack::Middleware::SharedArea; 1 }
-        or skip "Plack is not installed: $@", 1;
-    is($Plack::Middleware::SharedArea::VERSION, $cargo_version, 'Plack::Middleware::SharedArea too');
+# Every module of the distribution, read as MakeMaker reads it (without loading).
+require ExtUtils::MakeMaker;
+my @pm;
+require File::Find;
+File::Find::find({ no_chdir => 1, wanted => sub { push @pm, $_ if /\.pm\z/ } }, "$root/perl/lib");
+for my $pm (sort @pm) {
+    (my $rel = $pm) =~ s{^\Q$root\E/}{};
+    is(MM->parse_version($pm), $cargo_version, "$rel: \$VERSION is $cargo_version");
 }
 my ($major) = $cargo_version =~ /^(\d+)\./;
 is(SharedArea::abi_version(), $major, 'the major version is the C ABI version');

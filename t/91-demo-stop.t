@@ -19,7 +19,7 @@ use SharedAreaTest::Proc qw(needs free_port);
 
 my $ROOT = abs_path(dirname(abs_path(__FILE__)) . '/..');
 -x "$ROOT/scripts/demo" && -e "$ROOT/examples/producer.c" or plan skip_all => 'no scripts/demo here';
-needs(programs => [qw(starman gcc cargo make)], modules => ['Plack']);
+needs(programs => [qw(twiggy gcc cargo make)], modules => [qw(Plack Twiggy)]);
 -e "$ROOT/blib/lib/SharedArea.pm" or plan skip_all => 'SharedArea is not built (make)';
 my $TMP = "$ROOT/t/tmp";
 make_path($TMP);
@@ -62,7 +62,7 @@ sub start_demo {
         open STDOUT, '>',  $log or _exit(97);
         open STDERR, '>&', \*STDOUT or _exit(97);
         delete $ENV{$_} for grep {/^SHAREDAREA_DEMO_/} keys %ENV;
-        @ENV{qw(PORT SHAREDAREA_DEMO_NAME SHAREDAREA_DEMO_NO_INSTALL SHAREDAREA_DEMO_WORKERS)} = ($port, $name, 1, 2);
+        @ENV{qw(PORT SHAREDAREA_DEMO_NAME SHAREDAREA_DEMO_NO_INSTALL)} = ($port, $name, 1);
         exec "$ROOT/scripts/demo" or _exit(98);
     }
     my $deadline = time + 240;    # builds what a test run has not built yet

@@ -13,7 +13,7 @@ use Carp ();
 use Scalar::Util ();
 use SharedArea ();
 
-our $VERSION = '0.01';
+our $VERSION = '1.0.0';
 
 =head1 NAME
 
