@@ -27,7 +27,6 @@ import os
 import shutil
 import signal
 import socket
-import statistics
 import struct
 import subprocess
 import sys
@@ -60,13 +59,31 @@ def make_loop(body: str, names: str = "a") -> Callable[..., int]:
     return ns["run"]  # type: ignore[no-any-return]
 
 
-def per_call(n: int, repeats: int, f: Any, body: str, **args: Any) -> float:
-    """Median ns per iteration of `body` (which calls f) over `repeats` runs of n."""
-    run = make_loop(body, ", ".join(args) or "a")
-    if not args:
-        args = {"a": None}
-    times = [run(n, f, *args.values()) / n for _ in range(repeats)]
-    return statistics.median(times)
+class Row:
+    """One timed loop: `body` calling f, with the named arguments bound."""
+
+    def __init__(self, name: str, f: Any, body: str, **args: Any) -> None:
+        self.name = name
+        self.run = make_loop(body, ", ".join(args) or "a")
+        self.f = f
+        self.args = list(args.values()) or [None]
+        self.times: list[float] = []
+
+    def once(self, n: int) -> None:
+        self.times.append(self.run(n, self.f, *self.args) / n)
+
+    def best(self) -> float:
+        return min(self.times)
+
+
+def measure(rows: list[Row], n: int, repeats: int) -> list[tuple[str, float]]:
+    """Runs every row `repeats` times, round-robin (so a burst of load elsewhere on the
+    machine hits every row alike), and keeps each row's fastest run (timeit's rule:
+    the minimum is the run least disturbed)."""
+    for _ in range(repeats):
+        for row in rows:
+            row.once(n)
+    return [(row.name, row.best()) for row in rows]
 
 
 def per_call_rows(n: int, repeats: int) -> list[tuple[str, float]]:
@@ -74,18 +91,18 @@ def per_call_rows(n: int, repeats: int) -> list[tuple[str, float]]:
     s8 = b"x" * 8
     buf8 = bytearray(8)
     rows = [
-        ("empty loop", per_call(n, repeats, None, "pass")),
-        ("operator.index(1)  [trivial C call]", per_call(n, repeats, operator.index, "f(1)")),
-        ("empty PyO3 #[pyfunction] (2 args)", per_call(n, repeats, _sharedarea._noop_pyo3, "f(0, 0)")),
-        ("empty METH_FASTCALL of this module", per_call(n, repeats, _sharedarea._noop, "f(0, 0)")),
-        ("sharedarea_read64(0, 128)", per_call(n, repeats, sharedarea.sharedarea_read64, "f(a, 128)", a=area)),
-        ("sharedarea_inc64(0, 128)", per_call(n, repeats, sharedarea.sharedarea_inc64, "f(a, 128)", a=area)),
-        ("sharedarea_write64(0, 128, 12345)", per_call(n, repeats, sharedarea.sharedarea_write64, "f(a, 128, 12345)", a=area)),
-        ("sharedarea_read(0, 128, 8)", per_call(n, repeats, sharedarea.sharedarea_read, "f(a, 128, 8)", a=area)),
-        ("sharedarea_write(0, 128, <8 bytes>)", per_call(n, repeats, sharedarea.sharedarea_write, "f(a, 128, s)", a=area, s=s8)),
-        ("sharedarea_readinto(0, 128, <bytearray(8)>)", per_call(n, repeats, sharedarea.sharedarea_readinto, "f(a, 128, b)", a=area, b=buf8)),
+        Row("empty loop", None, "pass"),
+        Row("operator.index(1)  [trivial C call]", operator.index, "f(1)"),
+        Row("empty PyO3 #[pyfunction] (2 args)", _sharedarea._noop_pyo3, "f(0, 0)"),
+        Row("empty METH_FASTCALL of this module", _sharedarea._noop, "f(0, 0)"),
+        Row("sharedarea_read64(0, 128)", sharedarea.sharedarea_read64, "f(a, 128)", a=area),
+        Row("sharedarea_inc64(0, 128)", sharedarea.sharedarea_inc64, "f(a, 128)", a=area),
+        Row("sharedarea_write64(0, 128, 12345)", sharedarea.sharedarea_write64, "f(a, 128, 12345)", a=area),
+        Row("sharedarea_read(0, 128, 8)", sharedarea.sharedarea_read, "f(a, 128, 8)", a=area),
+        Row("sharedarea_write(0, 128, <8 bytes>)", sharedarea.sharedarea_write, "f(a, 128, s)", a=area, s=s8),
+        Row("sharedarea_readinto(0, 128, <bytearray(8)>)", sharedarea.sharedarea_readinto, "f(a, 128, b)", a=area, b=buf8),
     ]
-    return rows
+    return measure(rows, n, repeats)
 
 
 # ---------------------------------------------------------------- 64 KiB
@@ -95,12 +112,13 @@ def read_64k_rows(n: int, repeats: int) -> list[tuple[str, float]]:
     area = sharedarea.init("size=64K")
     mv = sharedarea.sharedarea_memoryview(area)
     buf = bytearray(65536)
-    return [
-        ("memoryview slice mv[0:65536] (zero copy)", per_call(n, repeats, mv, "f[0:65536]")),
-        ("sharedarea_readinto(0, 0, <bytearray(64 KiB)>)", per_call(n, repeats, sharedarea.sharedarea_readinto, "f(a, 0, b)", a=area, b=buf)),
-        ("sharedarea_read(0, 0, 65536) (new bytes)", per_call(n, repeats, sharedarea.sharedarea_read, "f(a, 0, 65536)", a=area)),
-        ("bytes(mv) (a plain 64 KiB copy)", per_call(n, repeats, bytes, "f(m)", m=mv)),
+    rows = [
+        Row("memoryview slice mv[0:65536] (zero copy)", mv, "f[0:65536]"),
+        Row("sharedarea_readinto(0, 0, <bytearray(64 KiB)>)", sharedarea.sharedarea_readinto, "f(a, 0, b)", a=area, b=buf),
+        Row("sharedarea_read(0, 0, 65536) (new bytes)", sharedarea.sharedarea_read, "f(a, 0, 65536)", a=area),
+        Row("bytes(mv) (a plain 64 KiB copy)", bytes, "f(m)", m=mv),
     ]
+    return measure(rows, n, repeats)
 
 
 # ---------------------------------------------------------------- 2 processes, one counter
@@ -206,7 +224,7 @@ def contended_rows(n: int) -> list[tuple[str, float, bool]]:
 # ---------------------------------------------------------------- real uWSGI
 
 UWSGI_APP = """
-import json, operator, statistics, threading, time, uwsgi
+import json, operator, threading, time, uwsgi
 LOOP = '''
 def run(n, f, a, s):
     t0 = perf_counter_ns()
@@ -217,7 +235,7 @@ def run(n, f, a, s):
 def per_call(n, repeats, f, body, s=None):
     ns = {"perf_counter_ns": time.perf_counter_ns}
     exec(LOOP.format(body=body), ns)
-    return statistics.median(ns["run"](n, f, 0, s) / n for _ in range(repeats))
+    return min(ns["run"](n, f, 0, s) / n for _ in range(repeats))
 
 def application(env, start_response):
     q = dict(p.split("=") for p in env.get("QUERY_STRING", "").split("&") if p)
@@ -315,8 +333,8 @@ def main() -> None:
     if opts.quick:
         n, repeats, n_64k, n_inc = (50_000, 3, 1_000, 20_000)
 
-    print(f"Python {sys.version.split()[0]}, sharedarea {sharedarea.__name__} (abi {sharedarea.abi_version()}), "
-          f"{os.cpu_count()} CPUs; medians of {repeats} runs\n")
+    print(f"Python {sys.version.split()[0]}, sharedarea (abi {sharedarea.abi_version()}), {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}; each row: the fastest of {repeats} runs, rows interleaved\n")
 
     rows = per_call_rows(n, repeats)
     base = dict(rows)
