@@ -759,9 +759,15 @@ enum { OP_UPDATE, OP_RLOCK, OP_WLOCK, OP_UNLOCK };
  * (a handler that dies leaves from here, holding nothing), then the lock is
  * tried again with the time that is left.  A timeout dies with the core's
  * detail, which names the holder and how long it has held the lock. */
-/* The longest a blocked rlock/wlock sleeps in the core before it looks at
- * perl's pending signals (ms). */
-#define LOCK_SLICE_MS 100
+/* The longest a blocked rlock (wlock) sleeps in the core before it looks
+ * at perl's pending signals, in ms.  The core returns INTERRUPTED when a
+ * signal wakes its sleep; one that lands between two of its sleeps (while it
+ * spins or checks the holders) would otherwise wait for the lock or the
+ * timeout.  A writer's slices are longer: a writer that ends a slice gives
+ * up its claim on the lock for a moment, and readers that each hold longer
+ * than a slice could then keep it out. */
+#define RLOCK_SLICE_MS 100
+#define WLOCK_SLICE_MS 1000
 
 /* A timed-out rlock/wlock: "FNAME: area ID: timed out after T s waiting for
  * the lock: <who holds it, in the core's words>".  The core measured only
@@ -819,15 +825,13 @@ S_lock(pTHX_ const char *fname, int write, int32_t id, SV *timeout_sv)
     if (total_ms > 0)
         deadline = start + total_ms * 1000000;
     for (;;) {
-        int64_t left_ms = total_ms, slice;
+        int64_t left_ms = total_ms, slice, max_slice;
         if (total_ms > 0) {
             int64_t left_ns = deadline - S_now_ns();
             left_ms = left_ns <= 0 ? 0 : (left_ns + 999999) / 1000000;
         }
-        /* The core returns INTERRUPTED when a signal wakes its sleep; one
-         * that lands between two of its sleeps is seen at the end of the
-         * slice at the latest. */
-        slice = left_ms < 0 || left_ms > LOCK_SLICE_MS ? LOCK_SLICE_MS : left_ms;
+        max_slice = write ? WLOCK_SLICE_MS : RLOCK_SLICE_MS;
+        slice = left_ms < 0 || left_ms > max_slice ? max_slice : left_ms;
         st = write ? sharedarea_wlock_timeout(id, slice)
                    : sharedarea_rlock_timeout(id, slice);
         if (st == SHAREDAREA_E_INTERRUPTED

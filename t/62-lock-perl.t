@@ -112,24 +112,25 @@ sub timed (&) { my $t = time; my $ok = eval { $_[0]->(); 1 }; return (time - $t,
     my $t0 = time;
     {
         local $SIG{ALRM} = sub { $ran = time - $t0 };
-        Time::HiRes::alarm(0.3);
+        Time::HiRes::alarm(0.33);
         my ($took, $err) = timed { uwsgi::sharedarea_wlock($id, 1.5) };
         like($err, qr/timed out after 1\.5 s/, 'a wlock that a handler did not stop still times out');
-        ok(defined $ran && $ran < 1.0, sprintf('... but the SIGALRM handler ran while it waited (%.2f s after the start)', $ran // -1));
+        # (at once, as a rule; 1 s at worst, when the signal lands while the core is not asleep)
+        ok(defined $ran && $ran < 1.2, sprintf('... but the SIGALRM handler ran while it waited (%.2f s after the start)', $ran // -1));
     }
     for my $mode (qw(wlock rlock)) {
         local $SIG{ALRM} = sub { die "alarm in $mode\n" };
-        Time::HiRes::alarm(0.3);
+        Time::HiRes::alarm(0.33);
         my $f = \&{"uwsgi::sharedarea_$mode"};
         my ($took, $err) = timed { $f->($id) };    # no timeout: only the handler ends it
         Time::HiRes::alarm(0);
         is($err, "alarm in $mode\n", "a SIGALRM handler that dies ends a blocked $mode with its error");
-        cmp_ok($took, '<', 1.0, sprintf('... promptly (%.2f s)', $took));
+        cmp_ok($took, '<', 1.2, sprintf('... promptly (%.2f s)', $took));
         is(SharedArea::held($id), 0, '... and no lock is held');
     }
     {
         local $SIG{ALRM} = sub { die "alarm in a guard\n" };
-        Time::HiRes::alarm(0.3);
+        Time::HiRes::alarm(0.33);
         my ($took, $err) = timed { my $g = SharedArea::wlock_guard($id) };
         Time::HiRes::alarm(0);
         is($err, "alarm in a guard\n", 'the same for wlock_guard');
@@ -143,7 +144,7 @@ sub timed (&) { my $t = time; my $ok = eval { $_[0]->(); 1 }; return (time - $t,
     $h = holder('r', 1);
     my $calls = 0;
     local $SIG{ALRM} = sub { $calls++ };
-    Time::HiRes::alarm(0.3);
+    Time::HiRes::alarm(0.33);
     my ($took, $err) = timed { uwsgi::sharedarea_wlock($id) };
     is($err, '', 'a handler that returns: the blocked wlock goes on and takes the lock when the reader lets go');
     is($calls, 1, '... the handler ran once');
@@ -151,6 +152,30 @@ sub timed (&) { my $t = time; my $ok = eval { $_[0]->(); 1 }; return (time - $t,
     is(SharedArea::held($id), 2, '... and holds the write lock');
     uwsgi::sharedarea_unlock($id);
     wait_child($h->{pid}, 10);
+}
+
+# --- a stream of readers does not starve a waiting writer --------------------------------
+{
+    # The XS sleeps in the core in slices (to see signals); between two
+    # slices the writer must not lose its place to readers that each hold
+    # the lock longer than a slice. Six readers overlap, each holding 0.3 s.
+    my $end = time + 4;
+    my @readers = map {
+        my $k = $_;
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            sleep 0.05 * $k;
+            while (time < $end) { uwsgi::sharedarea_rlock($id); sleep 0.3; uwsgi::sharedarea_unlock($id) }
+            POSIX::_exit(0);
+        }
+        $pid;
+    } 0 .. 5;
+    sleep 0.6;
+    my ($took, $err) = timed { uwsgi::sharedarea_wlock($id, 3) };
+    is($err, '', 'a writer behind six overlapping readers (0.3 s holds each) gets the lock');
+    cmp_ok($took, '<', 2.5, sprintf('... within a few reader holds (%.2f s), not starved', $took));
+    uwsgi::sharedarea_unlock($id) unless $err;
+    wait_child($_, 10) for @readers;
 }
 
 # --- guards ---------------------------------------------------------------------------
