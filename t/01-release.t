@@ -26,6 +26,22 @@ for my $pm (sort @pm) {
     (my $rel = $pm) =~ s{^\Q$root\E/}{};
     is(MM->parse_version($pm), $cargo_version, "$rel: \$VERSION is $cargo_version");
 }
+# Their POD (the man pages) has no errors, and the main page the sections a CPAN
+# reader looks for.
+require Pod::Checker;
+for my $pm (sort @pm) {
+    (my $rel = $pm) =~ s{^\Q$root\E/}{};
+    my $checker = Pod::Checker->new(-warnings => 0, -quiet => 1);
+    $checker->parse_from_file($pm, \my $out);
+    is($checker->num_errors, 0, "$rel: POD without errors");
+}
+{
+    open my $pod, '<', "$root/perl/lib/SharedArea.pm" or die $!;
+    my @heads = map { /^=head1 (.+)/ ? $1 : () } <$pod>;
+    for my $h ('NAME', 'SYNOPSIS', 'DESCRIPTION', 'WHEN YOU OUTGROW ONE HOST', 'SEE ALSO', 'BUGS', 'AUTHOR', 'COPYRIGHT AND LICENSE') {
+        ok((grep { $_ eq $h } @heads), "perldoc SharedArea has $h");
+    }
+}
 my ($major) = $cargo_version =~ /^(\d+)\./;
 is(SharedArea::abi_version(), $major, 'the major version is the C ABI version');
 

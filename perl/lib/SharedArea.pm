@@ -716,10 +716,76 @@ wait (uWSGI truncates it: C<2**32 + 1> waits one second).
 
 =back
 
+=head1 WHEN YOU OUTGROW ONE HOST
+
+An area is memory of one host: processes on two machines cannot share it.
+When the workers spread over several hosts, the natural next step is Redis
+(or a server speaking its protocol), and the names map closely:
+
+=over 4
+
+=item * Counters: C<sharedarea_inc64($id, $pos, $n)> becomes C<INCRBY key $n>
+(one key per counter, e.g. C<myapp:hits> for the counter at C<$pos>);
+C<read64> becomes C<GET>, C<write64> C<SET>.  Each is one network round trip
+instead of about 30 ns.
+
+=item * Bytes: C<sharedarea_write($id, $pos, $bytes)> becomes C<SETRANGE key
+$pos $bytes> and C<sharedarea_read($id, $pos, $len)> C<GETRANGE key $pos
+$pos+$len-1> on one string key (Redis strings are binary-safe); C<set_used>
+is a second key, written in the same C<MULTI>/C<EXEC>.
+
+=item * Waiting for updates: C<sharedarea_wait> becomes C<SUBSCRIBE> to a
+channel (C<myapp:updates>) that every writer C<PUBLISH>es to after writing,
+or keyspace notifications.  Pub/sub delivers only to subscribers connected at
+that moment: keep the update count in a key (C<INCR>) and compare it after a
+reconnect, as C<updates> lets you do here.
+
+=item * Locking: C<wlock>/C<unlock> around several operations becomes
+C<MULTI>/C<EXEC> (with C<WATCH> for read-modify-write) or a Lua script, which
+Redis runs atomically.  A lock key (C<SET key token NX PX ttl>) is a lease:
+it is freed by expiry, not by noticing that its holder died.
+
+=item * WebSocket frames from an area: the frame is sent from the bytes a
+C<GET> returned, one copy more than C<websocket_send_binary_from_sharedarea>.
+
+=back
+
 =head1 SEE ALSO
 
 L<SharedArea::WebSocket>, L<Plack::Middleware::SharedArea>, the uWSGI
-documentation of the sharedarea subsystem.  The C library (C<make install-c>,
+documentation of the sharedarea subsystem.
+
+Other ways to share data between processes, and when to pick them (the
+figures were measured side by side with SharedArea by F<bench/perl-bench.pl>,
+one run on a 2-core VM; see F<README.md>):
+
+=over 4
+
+=item * L<Cache::FastMmap>: a shared-memory I<cache> of Perl values with
+keys, expiry and LRU eviction.  Pick it to cache computed values by key.  A
+get or set costs about 3-4 E<micro>s (SharedArea's C<read64>/C<inc64>: about 25-33
+ns); two processes incrementing one counter with C<get_and_set> took 6.7 E<micro>s
+per increment, SharedArea's C<inc64> 56 ns.
+
+=item * L<File::Map>: maps a file into a Perl string.  Reading it is as fast
+as SharedArea's reads (C<substr> of 8 bytes: 36 ns) but there is no lock,
+no atomic counter and no wait: with C<flock> around an increment, two
+processes took 1.2 E<micro>s per increment.  Pick it to read large files without
+copying them.
+
+=item * L<IPC::Shareable>: ties a Perl variable to System V shared memory and
+serialises the whole structure on every access (not measured here).  Pick it
+for nested Perl data shared by a few processes that touch it rarely.
+
+=item * Redis: a server, reached over a socket (a round trip per operation,
+not measured here), shared by many hosts, with persistence.  Pick it when
+the processes are on more than one host (see L</WHEN YOU OUTGROW ONE HOST>).
+
+=back
+
+Pick SharedArea for fixed-layout bytes and integer counters shared by the
+processes of one host, updated often, with waiters woken by the update
+itself, and uWSGI's API.  The C library (C<make install-c>,
 C<pkg-config sharedarea>, F<sharedarea.h>) and the C<sharedarea> command
 (C<sharedarea ls>, C<info>, C<dump>, C<get>/C<set>/C<inc>, C<watch>, C<rm>)
 come with this distribution; see its F<README.md>.
