@@ -274,7 +274,7 @@ sub timed (&) { my $t = time; my $ok = eval { $_[0]->(); 1 }; return (time - $t,
 
 # --- the same under a real Starman: workers are separate processes -----------------------------
 SKIP: {
-    my $starman_ok = -x '/usr/bin/starman' || grep { -e "$_/Starman.pm" } @INC;
+    my $starman_ok = SharedAreaTest::Proc::find_program('starman') && SharedAreaTest::Proc::have_module('Starman');
     skip 'Starman is not installed (scripts/ensure-deps installs it)', 6 unless $starman_ok;
     my @blib = require_blib();
     my $dir = tmpdir();

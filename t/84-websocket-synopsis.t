@@ -73,7 +73,7 @@ sub frames_in {
 sub increasing { my @n = @_; return @n >= 2 && !grep { $n[$_] <= $n[ $_ - 1 ] } 1 .. $#n }
 
 SKIP: {
-    skip 'Starman is not installed', 6 unless -x '/usr/bin/starman';
+    skip 'Starman is not installed', 6 unless SharedAreaTest::Proc::find_program('starman');
     my $file = app_file('SYNOPSIS') or skip 'no synopsis', 5;
     my $srv = start_ws_server('starman', app => $file, dir => $dir);    # one worker
     my $c = ws_connect($srv->{port}, '/ws');
