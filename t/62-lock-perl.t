@@ -13,7 +13,7 @@ use Time::HiRes qw(time sleep);
 use IO::Handle;
 use POSIX ();
 use SharedAreaTest::Proc qw(require_blib tmpdir write_file slurp start_starman stop_server http_get
-    guard_test wait_child);
+    http_send guard_test wait_child);
 
 BEGIN { delete $ENV{UWSGI_SHAREDAREA} }
 use SharedArea;
@@ -275,7 +275,7 @@ sub timed (&) { my $t = time; my $ok = eval { $_[0]->(); 1 }; return (time - $t,
 # --- the same under a real Starman: workers are separate processes -----------------------------
 SKIP: {
     my $starman_ok = SharedAreaTest::Proc::find_program('starman') && SharedAreaTest::Proc::have_module('Starman');
-    skip 'Starman is not installed (scripts/ensure-deps installs it)', 6 unless $starman_ok;
+    skip 'Starman is not installed (scripts/ensure-deps installs it)', 9 unless $starman_ok;
     my @blib = require_blib();
     my $dir = tmpdir();
     my $psgi = write_file("$dir/locks.psgi", join('', map { "use lib '$_';\n" } reverse @blib) . <<"PSGI");
@@ -288,6 +288,14 @@ my \$app = sub {
     my (\$env) = \@_;
     if (\$env->{PATH_INFO} eq '/leak') { uwsgi::sharedarea_wlock(\$id); die "leaked a lock\\n" }
     if (\$env->{PATH_INFO} eq '/leak-read') { uwsgi::sharedarea_rlock(\$id); return [ 200, [], ["read \$\$\\n"] ] }
+    if (\$env->{PATH_INFO} eq '/block') {
+        open my \$fh, '>', "$dir/blocked.pid" or die \$!;
+        print {\$fh} \$\$;
+        close \$fh;
+        uwsgi::sharedarea_wlock(\$id);
+        uwsgi::sharedarea_unlock(\$id);
+        return [ 200, [], ["unblocked\\n"] ];
+    }
     my \$ok = eval { uwsgi::sharedarea_wlock(\$id, 2); uwsgi::sharedarea_inc64(\$id, 64); uwsgi::sharedarea_unlock(\$id); 1 };
     return [ \$ok ? 200 : 503, [], [ \$ok ? "wrote \$\$\\n" : "\$\@" ] ];
 };
@@ -306,6 +314,23 @@ PSGI
     my $log = slurp("$dir/starman-$srv->{port}.log") // '';
     like($log, qr/ended holding the write lock of area \d+; released it/, 'Starman: the worker log names the area (write lock)');
     like($log, qr/ended holding the read lock of area \d+; released it/, '... and the read lock');
+
+    # A worker blocked in wlock is stopped at once by TERM: Net::Server's
+    # handler (exit) runs during the wait.
+    uwsgi::sharedarea_wlock($id);
+    my $req = http_send($srv->{port}, '/block');
+    my $deadline = time + 10;
+    sleep 0.05 until -s "$dir/blocked.pid" || time > $deadline;
+    my $wpid = slurp("$dir/blocked.pid");
+    sleep 0.5;    # now waiting in wlock
+    ok($wpid && kill(0, $wpid), 'Starman: a worker waits in wlock for the lock this test holds');
+    my $t0 = time;
+    kill 'TERM', $wpid if $wpid;
+    sleep 0.05 while $wpid && kill(0, $wpid) && time - $t0 < 5;
+    cmp_ok(time - $t0, '<', 2, sprintf('Starman: TERM ends the waiting worker at once (%.2f s)', time - $t0));
+    is(SharedArea::held($id), 2, '... and this process still holds the lock it took');
+    uwsgi::sharedarea_unlock($id);
+    close $req;
     stop_server($srv);
 }
 
