@@ -422,6 +422,12 @@ my @eval_cases = (
       q{my @a = ("0 but true", 1100, 2); [uwsgi::sharedarea_read(@a), J(@a), F($a[0])]} ],
     [ 'length "1e1"', 'same', q{"ABCDEFGHIJ", u"[0,1100,\x221e1\x22]", "IOK|NOK|POK|pIOK|pNOK|pPOK"},
       q{my @a = (0, 1100, "1e1"); [uwsgi::sharedarea_read(@a), J(@a), F($a[2])]} ],
+    (map { my ($str, $what, $answer) = @$_;
+        [ "length \"$what\" (the issue's strings)", 'same', $answer,
+          qq{my \@a = (0, 1100, "$str"); [uwsgi::sharedarea_read(\@a), J(\@a), F(\$a[2])]} ] }
+        [ ' 10', 'space 10', q{"ABCDEFGHIJ", u"[0,1100,\x22 10\x22]", "IOK|POK|pIOK|pPOK"} ],
+        [ '10\n', '10 newline', q{"ABCDEFGHIJ", u"[0,1100,\x2210\x5cn\x22]", "IOK|POK|pIOK|pPOK"} ],
+        [ '+10', '+10', q{"ABCDEFGHIJ", u"[0,1100,\x22+10\x22]", "IOK|POK|pIOK|pPOK"} ]),
     [ 'length "3\n"', 'same', q{"ABC", u"[0,1100,\x223\x5cn\x22]"},
       q{my @a = (0, 1100, "3\n"); [uwsgi::sharedarea_read(@a), J(@a)]} ],
     [ 'the issue\'s example: my $p = "6"; read(0, $p, 1); encode_json([$p])', 'same', q{u"[1106]", "IOK|POK|pIOK|pPOK"},
