@@ -41,6 +41,7 @@ from ._errors import *  # noqa: F403  (the exception classes)
 from ._errors import Error
 from ._sharedarea import *  # noqa: F403  (the sharedarea_* functions, init, info, ...)
 from . import _sharedarea
+from .aio import wait_async
 
 #: The uWSGI names this package provides (what ``install_uwsgi_names`` installs).
 UWSGI_NAMES: tuple[str, ...] = tuple(sorted(n for n in dir(_sharedarea) if n.startswith("sharedarea_")))
@@ -54,6 +55,8 @@ __all__ = [
     "honour_used",
     "updates",
     "remove",
+    "notify_fd",
+    "wait_async",
     "held",
     "unlock_all",
     "rlock_guard",

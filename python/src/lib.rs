@@ -665,6 +665,21 @@ fn unlock_all(id: &Bound<'_, PyAny>) -> PyResult<u32> {
     Ok(n)
 }
 
+/// notify_fd(id, /) -> int
+///
+/// A descriptor (an eventfd) that becomes readable after the area is updated,
+/// for event loops that must not block in `sharedarea_wait` (see
+/// `sharedarea.wait_async`, which uses it). When it is readable, read its
+/// 8-byte counter (non-blocking; that re-arms it), then read the area. The same
+/// descriptor on every call in a process: do not close it.
+#[pyfunction]
+#[pyo3(signature = (id, /))]
+fn notify_fd(id: &Bound<'_, PyAny>) -> PyResult<i32> {
+    const F: &str = "notify_fd";
+    let id = area_id(F, id)?;
+    sharedarea::notify::fd(area(F, id)?).map_err(|e| fail(F, e))
+}
+
 /// remove(name, /) -> None
 ///
 /// Removes the named area `name` (as in `name=NAME`, with or without a leading
@@ -734,6 +749,7 @@ fn _sharedarea(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(updates, m)?)?;
     m.add_function(wrap_pyfunction!(held, m)?)?;
     m.add_function(wrap_pyfunction!(unlock_all, m)?)?;
+    m.add_function(wrap_pyfunction!(notify_fd, m)?)?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     m.add_function(wrap_pyfunction!(abi_version, m)?)?;
     m.add_function(wrap_pyfunction!(_statuses, m)?)?;

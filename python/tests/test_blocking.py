@@ -274,3 +274,68 @@ def test_a_signal_handler_that_returns_lets_rlock_go_on() -> None:
     assert r.returncode == 0, r.stderr
     seen, took, held = r.stdout.split()
     assert seen == "[1]" and 0.3 < float(took) < 5 and held == "1", r.stdout
+
+
+def test_wait_async_returns_on_an_update_from_another_process_without_blocking_the_loop(new_area: Any) -> None:
+    import asyncio
+    import multiprocessing
+
+    a = new_area()
+
+    def writer() -> None:
+        time.sleep(0.3)
+        sharedarea.sharedarea_inc64(a, 0)
+
+    async def main() -> tuple[int, float]:
+        p = multiprocessing.get_context("fork").Process(target=writer)
+        p.start()
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        t = asyncio.create_task(ticker())
+        t0 = time.monotonic()
+        await asyncio.gather(sharedarea.wait_async(a, 10), sharedarea.wait_async(a))  # two waiters, one watcher
+        took = time.monotonic() - t0
+        t.cancel()
+        p.join(10)
+        return ticks, took
+
+    ticks, took = asyncio.run(main())
+    assert 0.25 < took < 5 and ticks >= 10
+    assert sharedarea.sharedarea_read64(a, 0) == 1
+
+
+def test_wait_async_times_out_and_is_cancellable(new_area: Any) -> None:
+    import asyncio
+
+    a = new_area()
+
+    async def main() -> None:
+        t0 = time.monotonic()
+        try:
+            await sharedarea.wait_async(a, 0.2)
+            raise AssertionError("no timeout")
+        except sharedarea.TimedOutError as e:
+            assert str(e) == f"wait_async: area {a}: timed out after 0.2 s" and isinstance(e, TimeoutError)
+        assert 0.15 < time.monotonic() - t0 < 3
+        task = asyncio.create_task(sharedarea.wait_async(a))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        from sharedarea import aio
+
+        assert not aio._WATCHES  # the watcher went away with its last waiter
+        try:
+            await sharedarea.wait_async(10**6)
+        except sharedarea.NoSuchAreaError as e:
+            assert str(e).startswith("wait_async: area 1000000: no such area")
+
+    asyncio.run(main())
