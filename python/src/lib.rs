@@ -72,10 +72,15 @@ use fast::{Args, Def};
 static EXPLICIT_HOLDS: AtomicUsize = AtomicUsize::new(0);
 static AT_FORK: Once = Once::new();
 
-/// The longest a blocked `wait`/`rlock`/`wlock` sleeps without the GIL before it
-/// lets Python run signal handlers (a signal the kernel gave to another thread
-/// does not wake this one).
+/// The longest a blocked `wait`/`rlock` sleeps without the GIL before it lets
+/// Python run signal handlers (a signal the kernel gave to another thread does
+/// not wake this one; one given to this thread ends the slice at once).
 const SIGNAL_SLICE: Duration = Duration::from_millis(100);
+
+/// The same for a blocked `wlock`: longer, since a writer that ends a slice gives
+/// up its claim on the lock for a moment, and readers that overlap by more than
+/// a slice could keep it out.
+const WRITER_SIGNAL_SLICE: Duration = Duration::from_secs(1);
 
 extern "C" fn forget_holds_in_child() {
     EXPLICIT_HOLDS.store(0, Ordering::Relaxed);
@@ -304,7 +309,8 @@ fastcall!(sharedarea_update, 1, 1, "id", update_body);
 /// Takes the area's lock for `sharedarea_rlock`/`wlock(id[, timeout])`, with the
 /// GIL released while blocked. The hold is counted before the lock is taken (see
 /// the module docs) and uncounted if taking it fails. The wait goes in slices of
-/// at most [`SIGNAL_SLICE`], each ended early by a signal: between them Python's
+/// at most [`SIGNAL_SLICE`] ([`WRITER_SIGNAL_SLICE`] for a writer), each ended
+/// early by a signal: between them Python's
 /// signal handlers run (one that raises ends the call, holding nothing), so
 /// Ctrl-C works even when the kernel gave the signal to another thread.
 fn take_lock(
@@ -324,9 +330,14 @@ fn take_lock(
         _ => None,
     };
     let deadline = total.map(|t| Instant::now() + t);
+    let slice = if write {
+        WRITER_SIGNAL_SLICE
+    } else {
+        SIGNAL_SLICE
+    };
     EXPLICIT_HOLDS.fetch_add(1, Ordering::SeqCst);
     loop {
-        let slice_end = Instant::now() + SIGNAL_SLICE;
+        let slice_end = Instant::now() + slice;
         let (until, last) = match deadline {
             Some(d) if d <= slice_end => (d, true),
             _ => (slice_end, false),

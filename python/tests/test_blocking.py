@@ -339,3 +339,25 @@ def test_wait_async_times_out_and_is_cancellable(new_area: Any) -> None:
             assert str(e).startswith("wait_async: area 1000000: no such area")
 
     asyncio.run(main())
+
+
+def test_a_waiting_writer_is_not_starved_by_overlapping_readers() -> None:
+    # Readers in other processes hold the read lock in overlapping turns for 3 s;
+    # a writer waiting in wlock (in slices, for signals) must get in meanwhile.
+    r = run_python(
+        "import multiprocessing as mp, time, sharedarea\n"
+        "a = sharedarea.init('1')\n"
+        "ctx = mp.get_context('fork'); stop = ctx.Event()\n"
+        "def reader(k):\n"
+        "    time.sleep(0.1 * k)\n"
+        "    while not stop.is_set():\n"
+        "        sharedarea.sharedarea_rlock(a); time.sleep(0.5); sharedarea.sharedarea_unlock(a)\n"
+        "ps = [ctx.Process(target=reader, args=(k,)) for k in range(6)]\n"
+        "[p.start() for p in ps]; time.sleep(0.5)\n"
+        "t0 = time.monotonic(); sharedarea.sharedarea_wlock(a, 10); took = time.monotonic() - t0\n"
+        "sharedarea.sharedarea_unlock(a); stop.set(); [p.join(10) for p in ps]\n"
+        "print(round(took, 2))\n",
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout) < 3, r.stdout
