@@ -806,8 +806,8 @@ static int32_t
 S_lock(pTHX_ const char *fname, int write, int32_t id, SV *timeout_sv)
 {
     int64_t total_ms = -1;                     /* -1: no limit */
-    int64_t deadline = 0;
-    int64_t start = S_now_ns();
+    int64_t start = 0, deadline = 0;
+    int first = 1;
     int32_t st;
 
     if (timeout_sv) {
@@ -822,11 +822,15 @@ S_lock(pTHX_ const char *fname, int write, int32_t id, SV *timeout_sv)
             total_ms = ms > 1e12 ? -1 : (int64_t)ms;
         }
     }
-    if (total_ms > 0)
+    /* (no clock is read for a lock without a timeout: the common,
+     * uncontended call costs only the core's own work) */
+    if (total_ms >= 0) {
+        start = S_now_ns();
         deadline = start + total_ms * 1000000;
-    for (;;) {
+    }
+    for (;; first = 0) {
         int64_t left_ms = total_ms, slice, max_slice;
-        if (total_ms > 0) {
+        if (total_ms > 0 && !first) {
             int64_t left_ns = deadline - S_now_ns();
             left_ms = left_ns <= 0 ? 0 : (left_ns + 999999) / 1000000;
         }
