@@ -30,10 +30,12 @@ my %o = (url => 'http://127.0.0.1:5000', viewers => 100, slow => 5, 'slow-rate' 
 GetOptions(\%o, 'url=s', 'viewers=i', 'slow=i', 'slow-rate=i', 'seconds=f', 'procs=i', 'warmup=f', 'start')
     or die "usage: $0 [--url URL] [--viewers N] [--slow N] [--slow-rate B/s] [--seconds S] [--procs P] [--start]\n";
 
+my ($host, $port);
 my $demo_pid;
 if ($o{start}) {
-    my $port = do { my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1:0') or die; $s->sockport };
+    $port = do { my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1:0') or die; $s->sockport };
     $o{url} = "http://127.0.0.1:$port";
+    $host = '127.0.0.1';
     $demo_pid = fork // die "fork: $!";
     if (!$demo_pid) {
         POSIX::setsid();
@@ -50,9 +52,9 @@ if ($o{start}) {
         sleep 0.3;
     }
 }
+($host, $port) = $o{url} =~ m{^http://([^/:]+):(\d+)} or die "--url must be http://HOST:PORT\n";
 END { if ($demo_pid) { kill 'TERM', -$demo_pid; kill 'TERM', $demo_pid; waitpid $demo_pid, 0 } }
 
-my ($host, $port) = $o{url} =~ m{^http://([^/:]+):(\d+)} or die "--url must be http://HOST:PORT\n";
 
 # One GET; returns (seconds, body).
 sub http_get {

@@ -86,6 +86,7 @@ sub run_app {
 
 # True when our side of the session's socket was shut down for writing.
 sub shut_down {
+    no warnings 'once';
     my $io = $SharedArea::WebSocket::ENV->{'psgix.io'};
     return !defined send($io, 'x', MSG_DONTWAIT | MSG_NOSIGNAL) && $!{EPIPE} ? 1 : 0;
 }
@@ -324,6 +325,59 @@ for my $case (
         'a close reason that is not UTF-8: the app is told');
     my ($frames) = frames_after_101(read_all($c, 0.3));
     is(unpack('H*', $frames->[-1]{payload} // ''), '03ef', '... and the close is answered with 1007');
+}
+
+# --- event-loop sessions (SharedArea::WebSocket->accept) ------------------------------
+{
+    my ($c, $s) = pair();
+    my ($env) = request_env($s);
+    my $err;
+    Plack::Middleware::SharedArea->wrap(sub { $err = err_of(sub { SharedArea::WebSocket->accept }); [ 200, [], [] ] })->($env);
+    like($err, qr/^SharedArea::WebSocket->accept: this server is not an event loop/, 'accept on a blocking server dies');
+    is(read_all($c, 0.2), '', '... writing nothing (no 101)');
+}
+SKIP: {
+    skip 'AnyEvent is not installed', 7 unless eval { require AnyEvent; 1 };
+    my ($c, $s) = pair();
+    my ($env) = request_env($s);
+    $env->{'psgi.nonblocking'} = 1;
+    my ($ws, @ended, @got);
+    my $res = Plack::Middleware::SharedArea->wrap(sub {
+        $ws = SharedArea::WebSocket->accept;
+        $ws->on_message(sub { push @got, $_[1] });
+        $ws->on_end(sub { push @ended, $_[1] });
+        return $ws->response;
+    }, linger => 0)->($env);
+    is(ref $res, 'CODE', 'accept on an event loop: the app returns at once, the session goes on');
+    my $big = 'B' x (4 << 20);
+    my $t0 = time;
+    my $q = $ws->send_binary($big);
+    cmp_ok(time - $t0, '<', 0.5, 'a send of 4 MiB to a client that does not read yet never waits');
+    cmp_ok($q, '>', 0, "... and reports what it queued ($q bytes)");
+    cmp_ok($ws->queued, '>', $q, '... queued() adds the kernel\'s bytes');
+    # the client reads while the loop runs: the queue drains, frames whole and in order
+    $ws->send('after');
+    my $want = length($big) + 10 + 7;
+    my $buf = '';
+    my $cv = AnyEvent->condvar;
+    my $rd = AnyEvent->io(fh => $c, poll => 'r', cb => sub {
+        sysread($c, $buf, 1 << 20, length $buf);
+        $cv->send if length($buf) >= length("HTTP/1.1 101") && $buf =~ /\r\n\r\n(.*)\z/s && length($1) >= $want;
+    });
+    my $t = AnyEvent->timer(after => 10, cb => sub { $cv->send });
+    $cv->recv;
+    my ($frames) = frames_after_101($buf);
+    is_deeply([ map { [ $_->{op}, length $_->{payload} ] } @$frames ], [ [ 2, length $big ], [ 1, 5 ] ],
+        'the queued frames arrive whole and in order as the socket drains');
+    # a message from the client, then it leaves
+    syswrite $c, client_frame(1, 'hello');
+    close $c;
+    $cv = AnyEvent->condvar;
+    my $t2 = AnyEvent->timer(after => 5, cb => sub { $cv->send });
+    my $w = AnyEvent->timer(after => 0.05, interval => 0.05, cb => sub { $cv->send if @ended });
+    $cv->recv;
+    is_deeply(\@got, ['hello'], 'messages from the client reach on_message');
+    is_deeply(\@ended, [ 'the peer closed the connection' ], 'the session ends by itself when the client leaves, and on_end is told');
 }
 
 done_testing();
