@@ -398,9 +398,7 @@ loop (use C<websocket_handshake> and a loop there).
 What the app returns to the server for this request (the middleware
 chooses what keeps the server from writing into the stream).
 
-=head2 $ws->send($text), $ws->send_binary($bytes)
-
-=head2 $ws->send_from_sharedarea($id, $pos[, $len]), $ws->send_binary_from_sharedarea($id, $pos[, $len])
+=head2 $ws->send($text), $ws->send_binary($bytes), $ws->send_from_sharedarea($id, $pos[, $len]), $ws->send_binary_from_sharedarea($id, $pos[, $len])
 
 Send one frame, as the C<uwsgi::> functions of the same names do, but never
 wait: what the socket does not take at once is copied and queued behind
@@ -1208,6 +1206,7 @@ sub _readable {
     my ($ws) = @_;
     return if $ws->{ended};
     local $SharedArea::WebSocket::ENV = undef;
+    my $more = 0;
     my $ok = eval {
         for (1 .. 16) {
             my $msg = SharedArea::WebSocket::_next_message($ws, 'recv');
@@ -1217,9 +1216,15 @@ sub _readable {
             }
             $ws->{on_message}->($ws, $$msg) if $ws->{on_message};
             last if $ws->{ended};
+            $more = $_ == 16;
         }
         1;
     };
+    if ($ok && $more && !$ws->{ended}) {
+        # the rest is buffered, and the socket may not wake us again: later, in turn
+        Scalar::Util::weaken(my $weak = $ws);
+        AnyEvent::postpone(sub { $weak->_readable if $weak });
+    }
     $ws->_finish if !$ok && defined $ws->{closed};
     warn $@ if !$ok && !defined $ws->{closed};    # an on_message callback died
     return;
