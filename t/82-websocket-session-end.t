@@ -108,7 +108,7 @@ sub err_of { my ($code) = @_; local $@; eval { $code->(); 1 } ? '' : "$@" }
         'a silent client: websocket_recv dies saying the connection failed');
     is($got->{status}, $ST{CONNECTION_FAILED}, '... with the CONNECTION_FAILED status');
     cmp_ok($took, '>=', 0.65, '... after the ping interval and the pong timeout');
-    cmp_ok($took, '<', 3, '... not much later');
+    cmp_ok($took, '<', 4, '... not much later');
     like($got->{again}, qr/^websocket_send: the connection failed/, 'a later send fails at once');
     is($got->{again_status}, $ST{CONNECTION_FAILED}, '... with the same status');
     like($got->{recv_again}, qr/^websocket_recv_nb: the connection failed/, 'and so does a later receive');
@@ -181,7 +181,7 @@ sub err_of { my ($code) = @_; local $@; eval { $code->(); 1 } ? '' : "$@" }
     waitpid $pid, 0;
     like($err, qr/^websocket_recv: the connection failed \(the client answered no ping/,
         'a client trickling bytes of a frame is dropped');
-    cmp_ok($took, '<', 2, "... within the policy's time ($took s)");
+    cmp_ok($took, '<', 4, "... within the policy's time ($took s; the trickle would last 10 s)");
 }
 
 # --- a send cut off part-way ------------------------------------------------------
@@ -204,7 +204,7 @@ sub err_of { my ($code) = @_; local $@; eval { $code->(); 1 } ? '' : "$@" }
     is($got->{status}, $ST{CONNECTION_FAILED}, '... with CONNECTION_FAILED');
     like($got->{again}, qr/^websocket_send: the connection failed/, 'the next send fails at once');
     like($got->{recv}, qr/^websocket_recv: the connection failed/, '... and so does a receive');
-    cmp_ok($got->{took}, '<', 0.1, '... without waiting');
+    cmp_ok($got->{took}, '<', 1, '... without waiting (the stall limit is not waited again)');
     ok($got->{shut}, 'the socket was shut down');
     my $bytes = read_all($c, 2);
     my (undef, $body) = split /\r\n\r\n/, $bytes, 2;
@@ -281,7 +281,7 @@ sub err_of { my ($code) = @_; local $@; eval { $code->(); 1 } ? '' : "$@" }
     kill 'KILL', $pid;
     waitpid $pid, 0;
     is(scalar @loops, 5, '`1 while defined websocket_recv_nb()` ends under a ping flood');
-    cmp_ok((sort { $b <=> $a } @loops)[0], '<', 0.5, '... each loop after bounded work');
+    cmp_ok((sort { $b <=> $a } @loops)[0], '<', 2, '... each loop after bounded work (the flood goes on for 3 s)');
 }
 
 # --- RFC 6455 8.1: text must be UTF-8 ------------------------------------------------
@@ -352,7 +352,7 @@ SKIP: {
     my $big = 'B' x (4 << 20);
     my $t0 = time;
     my $q = $ws->send_binary($big);
-    cmp_ok(time - $t0, '<', 0.5, 'a send of 4 MiB to a client that does not read yet never waits');
+    cmp_ok(time - $t0, '<', 2, 'a send of 4 MiB to a client that does not read yet never waits');
     cmp_ok($q, '>', 0, "... and reports what it queued ($q bytes)");
     cmp_ok($ws->queued, '>', $q, '... queued() adds the kernel\'s bytes');
     # the client reads while the loop runs: the queue drains, frames whole and in order

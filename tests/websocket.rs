@@ -705,7 +705,7 @@ fn a_send_that_fails_part_way_breaks_the_connection_for_good() {
             sa::sharedarea_ws_queued(a),
             sa::SHAREDAREA_E_CONNECTION_FAILED as i64
         );
-        assert!(t.elapsed() < Duration::from_millis(100));
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     }
     // the socket is shut: the client reads what was sent (part of one frame), then the end
     let rest = read_to_eof(b, Duration::from_secs(5)).expect("the socket was shut down");
