@@ -8,7 +8,9 @@
 //! this thread's hold records are the object's: locking through one id and
 //! writing through the other works.
 
-use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{
+    AtomicI16, AtomicI32, AtomicI64, AtomicI8, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering,
+};
 use std::time::{Duration, Instant};
 
 use crate::backing::{Backing, Mapping};
@@ -192,6 +194,43 @@ unsafe fn store_int<T: Int>(p: *mut u8, v: T) {
             }
         }
     }
+}
+
+/// Adds `amount` to the aligned integer at `p` with one atomic instruction and
+/// returns the new value.
+///
+/// # Safety
+/// `p` must be valid for `T::BYTES` bytes and aligned to them.
+#[inline]
+unsafe fn atomic_add<T: Int>(p: *mut u8, amount: T) -> T {
+    let a = amount.to_bytes();
+    let mut out = [0u8; 8];
+    // SAFETY (all arms): p is valid and aligned for an atomic of this width.
+    unsafe {
+        match T::BYTES {
+            1 => {
+                let x = i8::from_ne_bytes([a[0]]);
+                let old = (*(p as *const AtomicI8)).fetch_add(x, Ordering::SeqCst);
+                out[..1].copy_from_slice(&old.wrapping_add(x).to_ne_bytes());
+            }
+            2 => {
+                let x = i16::from_ne_bytes([a[0], a[1]]);
+                let old = (*(p as *const AtomicI16)).fetch_add(x, Ordering::SeqCst);
+                out[..2].copy_from_slice(&old.wrapping_add(x).to_ne_bytes());
+            }
+            4 => {
+                let x = i32::from_ne_bytes([a[0], a[1], a[2], a[3]]);
+                let old = (*(p as *const AtomicI32)).fetch_add(x, Ordering::SeqCst);
+                out[..4].copy_from_slice(&old.wrapping_add(x).to_ne_bytes());
+            }
+            _ => {
+                let x = i64::from_ne_bytes(a);
+                let old = (*(p as *const AtomicI64)).fetch_add(x, Ordering::SeqCst);
+                out = old.wrapping_add(x).to_ne_bytes();
+            }
+        }
+    }
+    T::from_bytes(out)
 }
 
 /// A lock taken inside an operation: given back when dropped (an early return, a
@@ -490,18 +529,47 @@ impl Area {
     pub fn write_int<T: Int>(&self, pos: u64, value: T) -> Result<()> {
         let start = self.check(pos, T::BYTES)?;
         let p = self.ptr(start);
+        if let Some(my) = self.int_slot(p, T::BYTES) {
+            // SAFETY: in range (checked) and aligned: one atomic store.
+            lock::int_op(self.obj.lock(), my, || unsafe { store_int(p, value) });
+            return Ok(());
+        }
         // SAFETY: in range (checked), under the write lock.
         self.writing(|| unsafe { store_int(p, value) })
     }
 
+    /// The slot to run an integer operation at `p` with, when it can run as
+    /// one (an aligned integer — so inside one cache line: no split lock —, a
+    /// process with a slot, a thread holding no lock on the area); else the
+    /// operation goes through the write lock.
+    #[inline]
+    fn int_slot(&self, p: *mut u8, bytes: u64) -> Option<u32> {
+        if (p as usize) % bytes as usize != 0 || holds::held(self.control()) != Held::None {
+            return None;
+        }
+        match self.me() {
+            (Me::Slot(my), _) => Some(my),
+            (Me::Slotless, _) => None,
+        }
+    }
+
     /// Adds `amount` (wrapping) and returns the new value.
     pub fn add_int<T: Int>(&self, pos: u64, amount: T) -> Result<T> {
+        let start = self.check(pos, T::BYTES)?;
+        let p = self.ptr(start);
+        if let Some(my) = self.int_slot(p, T::BYTES) {
+            // SAFETY: in range (checked) and aligned: one atomic add.
+            return Ok(lock::int_op(self.obj.lock(), my, || unsafe {
+                atomic_add(p, amount)
+            }));
+        }
         self.modify_int(pos, |v: T| v.wrapping_add(amount))
     }
 
     /// Subtracts `amount` (wrapping) and returns the new value.
     pub fn sub_int<T: Int>(&self, pos: u64, amount: T) -> Result<T> {
-        self.modify_int(pos, |v: T| v.wrapping_sub(amount))
+        let zero = T::from_bytes([0; 8]);
+        self.add_int(pos, zero.wrapping_sub(amount))
     }
 
     fn modify_int<T: Int>(&self, pos: u64, f: impl FnOnce(T) -> T) -> Result<T> {
@@ -547,8 +615,9 @@ impl Area {
             .store(on as u32, Ordering::Release);
     }
 
+    /// Every update counted so far (see `Control::updates_total`).
     pub fn updates(&self) -> u64 {
-        self.control().updates.updates.load(Ordering::Acquire)
+        self.control().updates_total()
     }
 
     /// Sleeps until the update counter differs from `seen`. `timeout` None: no
@@ -564,6 +633,9 @@ impl Area {
         let deadline = timeout.map(|t| Instant::now() + t);
         let word: &AtomicU32 = ctl.updates_futex_word();
         loop {
+            // The word first: a wake after it is read changes it, so the sleep
+            // below cannot miss an update counted after the check.
+            let woken_at = word.load(Ordering::Acquire);
             if self.updates() != seen {
                 return Ok(());
             }
@@ -578,7 +650,7 @@ impl Area {
                     _ => return Err(self.timed_out(timeout)),
                 },
             };
-            match futex::wait(word, seen as u32, left) {
+            match futex::wait(word, woken_at, left) {
                 Wake::Interrupted => {
                     if self.updates() != seen {
                         return Ok(());
@@ -692,7 +764,7 @@ impl Area {
         let ctl = self.control();
         Info {
             size: self.obj.mapping.size,
-            updates: ctl.updates.updates.load(Ordering::Acquire),
+            updates: ctl.updates_total(),
             used: ctl.used.used.load(Ordering::Acquire),
             recoveries: ctl.used.recoveries.load(Ordering::Acquire),
             backing: self.obj.mapping.backing,

@@ -6,10 +6,11 @@
 //!
 //! ```text
 //!  offset  line  field
-//!       0     0  magic "SHAREA\0\2" (written last at creation) | version | owner uid
+//!       0     0  magic "SHAREA\0\3" (written last at creation) | version | owner uid
 //!                creator's pid namespace (informative) | data size | data offset
-//!      64     1  lock: state word (futex) | slot high-water mark | slotless writer
-//!     128     2  updates (u64; its low 32 bits are the waiters' futex word)
+//!      64     1  lock: state word (futex) | slot high-water mark | read-lock gate
+//!                (futex) | slotless writer
+//!     128     2  updates counted under the write lock | update waiters' futex word
 //!     192     3  used | honour_used | recoveries
 //!     256     4  lock statistics: undecided liveness checks, updates at the last
 //!                writer recovery, abandoned-by-a-thread flag
@@ -22,8 +23,8 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
-pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHAREA\0\x02");
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHAREA\0\x03");
+pub(crate) const VERSION: u32 = 3;
 /// Process slots: the most processes that can hold a slot in one area at once.
 /// A process beyond them still works, slotless (see `lock`).
 pub const SLOTS: usize = 4096;
@@ -49,7 +50,19 @@ pub struct Slot {
     /// CLOCK_MONOTONIC milliseconds when the owner took an explicit lock (for
     /// messages naming how long a holder has held it; 0: unknown).
     pub since_ms: AtomicU64,
+    /// Integer operations of the slot's owners: the low `INT_OPS_BITS` bits count
+    /// those in progress (see `lock`), the rest the updates they made. The count
+    /// belongs to the slot, not to one owner: it outlives a process, so the
+    /// area's total never goes back.
+    pub ints: AtomicU64,
 }
+
+/// Bits of `Slot::ints` counting integer operations in progress.
+pub(crate) const INT_OPS_BITS: u32 = 16;
+/// One update in `Slot::ints`.
+pub(crate) const INT_UPDATE_ONE: u64 = 1 << INT_OPS_BITS;
+/// The in-progress count of `Slot::ints`.
+pub(crate) const INT_OPS_MASK: u64 = INT_UPDATE_ONE - 1;
 
 /// A writer that has no slot (every slot taken, or no token file): named here,
 /// with the generation it installed, so waiters can check it.
@@ -78,12 +91,20 @@ pub struct LockLine {
     pub state: AtomicU32,
     /// Slots `0..hwm` have ever been claimed; writers scan only those.
     pub slot_hwm: AtomicU32,
+    /// Read locks held now in all (low 24 bits), and `GATE_WAITERS`: integer
+    /// operations wait while it is non-zero (a read-locked area sees no integer
+    /// change). A futex word.
+    pub rgate: AtomicU32,
     pub slotless: SlotlessWriter,
 }
 
 #[repr(C, align(64))]
 pub struct UpdatesLine {
+    /// Updates counted under the write lock (writes, `update`, recoveries): what
+    /// optimistic reads check. Integer updates are counted in the slots.
     pub updates: AtomicU64,
+    /// Bumped to wake update waiters, who sleep on it (only when some wait).
+    pub wake_seq: AtomicU32,
 }
 
 #[repr(C, align(64))]
@@ -119,15 +140,22 @@ impl Control {
     /// Bytes the block occupies.
     pub const SIZE: usize = std::mem::size_of::<Control>();
 
-    /// The low 32 bits of the update counter, the word update waiters sleep on.
+    /// The word update waiters sleep on.
     pub fn updates_futex_word(&self) -> &AtomicU32 {
-        let base = self.updates.updates.as_ptr() as *const AtomicU32;
-        let low = if cfg!(target_endian = "little") { 0 } else { 1 };
-        // SAFETY: the u64 is 8-byte aligned, so each of its two 32-bit halves is a
-        // valid, aligned AtomicU32 for as long as `self` lives. Mixed-size atomic
-        // access is what futex(2) on a 64-bit counter's half requires; the kernel
-        // and the CPU read the half atomically.
-        unsafe { &*base.add(low) }
+        &self.updates.wake_seq
+    }
+
+    /// Every update counted so far: those under the write lock and the integer
+    /// operations' in every slot.
+    pub fn updates_total(&self) -> u64 {
+        let ints: u64 = self.slots[..self.hwm(std::sync::atomic::Ordering::Acquire)]
+            .iter()
+            .map(|s| s.ints.load(std::sync::atomic::Ordering::Acquire) >> INT_OPS_BITS)
+            .fold(0u64, u64::wrapping_add);
+        self.updates
+            .updates
+            .load(std::sync::atomic::Ordering::Acquire)
+            .wrapping_add(ints)
     }
 
     /// Slot `i`, for an index read from shared memory (clamped: never outside).

@@ -92,7 +92,7 @@ pub fn read_control(ctl: &Control, tokens: Option<&TokenFile>) -> ControlView {
     };
     let hwm = (ctl.lock.slot_hwm.load(Ordering::Acquire) as usize).min(SLOTS);
     ControlView {
-        updates: ctl.updates.updates.load(Ordering::Acquire),
+        updates: ctl.updates_total(),
         recoveries: ctl.used.recoveries.load(Ordering::Relaxed),
         used: ctl.used.used.load(Ordering::Relaxed),
         honour_used: ctl.used.honour_used.load(Ordering::Relaxed) != 0,

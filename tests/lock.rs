@@ -627,10 +627,15 @@ fn a_signal_interrupts_a_blocked_timed_lock_and_leaves_nothing_held() {
             0
         })
     };
-    // Signal it once it is (very likely) asleep in the lock.
+    // Signal it until it ends: a signal that lands while the waiter is between
+    // two sleeps runs its handler without interrupting the wait (as with any
+    // EINTR-based wait); the next one finds it asleep.
     assert!(sc.wait_for(2, 1, SECS(5)));
-    sleep_ms(300);
-    c.signal(libc::SIGALRM);
+    let t = Instant::now();
+    while c.is_running() && t.elapsed() < SECS(5) {
+        sleep_ms(150);
+        c.signal(libc::SIGALRM);
+    }
     c.expect_success(SECS(10), "interrupted lock");
     sc.set(1, 1);
     holder.expect_success(SECS(5), "holder");

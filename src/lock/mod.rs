@@ -79,7 +79,7 @@ pub mod token;
 use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::control::{Control, Slot, SLOTS};
+use crate::control::{Control, Slot, INT_OPS_MASK, INT_UPDATE_ONE, SLOTS};
 use crate::futex::{self, Wake};
 use crate::process::{self, Liveness};
 use holds::Taken;
@@ -182,13 +182,16 @@ pub fn claim_slot(lk: Lock) -> (Option<u32>, bool) {
     let ns = process::pid_namespace();
     let _serial = TOKEN_OPS.lock();
     let mut recovered = false;
-    // Free slots first (lowest first, so the scanned prefix stays short), then
-    // slots whose owners died.
-    for pass in 0..2 {
-        for i in 0..SLOTS {
+    // Free slots below the high-water mark first, then slots below it whose
+    // owners died, then growing it: the prefix writers scan stays as short as
+    // the most processes that ever used the area at once.
+    let hwm = ctl.hwm(Ordering::Acquire);
+    for pass in 0..3 {
+        let range = if pass < 2 { 0..hwm } else { hwm..SLOTS };
+        for i in range {
             let slot = &ctl.slots[i];
             let free = slot.pid.load(Ordering::Acquire) == 0;
-            if free != (pass == 0) {
+            if free != (pass != 1) {
                 continue;
             }
             if pass == 1 && tokens.holder(i) != Token::Free {
@@ -251,10 +254,30 @@ fn clear_dead_slot_state(ctl: &Control, i: usize, me: Me) -> bool {
     if s & WRITER_MASK == i as u32 + 1 {
         recovered |= clear_writer(ctl, s, me);
     }
-    if slot.readers.swap(0, Ordering::AcqRel) != 0 {
+    let r = slot.readers.swap(0, Ordering::AcqRel);
+    if r != 0 {
         ctl.used.recoveries.fetch_add(1, Ordering::Relaxed);
         futex::wake_all(&slot.readers);
+        gate_leave(ctl, r);
         recovered = true;
+    }
+    // Integer operations cut off by the owner's death (each is one atomic
+    // instruction: none is torn). The slot keeps its update count.
+    let mut v = slot.ints.load(Ordering::Acquire);
+    while v & INT_OPS_MASK != 0 {
+        match slot.ints.compare_exchange_weak(
+            v,
+            v & !INT_OPS_MASK,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => {
+                ctl.used.recoveries.fetch_add(1, Ordering::Relaxed);
+                recovered = true;
+                break;
+            }
+            Err(now) => v = now,
+        }
     }
     recovered
 }
@@ -294,7 +317,7 @@ fn clear_writer(ctl: &Control, s: u32, me: Me) -> bool {
         .store(n, Ordering::Relaxed);
     let _ = unlock_exclusive(ctl, ours);
     futex::wake_all(&ctl.lock.state);
-    futex::wake_all(ctl.updates_futex_word());
+    wake_update_waiters(ctl);
     true
 }
 
@@ -528,7 +551,7 @@ pub fn lock_exclusive(lk: Lock, me: Me, p: Patience) -> Result<Acquired, Blocked
         {
             installed(ctl, me, new);
             let hwm = ctl.hwm(Ordering::SeqCst);
-            if (0..hwm).all(|i| ctl.slots[i].readers.load(Ordering::SeqCst) == 0) {
+            if (0..hwm).all(|i| !slot_busy(&ctl.slots[i])) {
                 return Ok(Acquired {
                     taken: Taken::Exclusive(new),
                     recovered: false,
@@ -616,7 +639,7 @@ fn finish_exclusive(
 fn drain_readers(lk: Lock, me: Me, p: Patience, w: &mut Waiter) -> Result<bool, Blocked> {
     let ctl = lk.ctl;
     let hwm = ctl.hwm(Ordering::SeqCst);
-    if (0..hwm).all(|i| ctl.slots[i].readers.load(Ordering::SeqCst) == 0) {
+    if (0..hwm).all(|i| !slot_busy(&ctl.slots[i])) {
         return Ok(false);
     }
     drain_slow(lk, me, p, w)
@@ -633,8 +656,7 @@ fn drain_slow(lk: Lock, me: Me, p: Patience, w: &mut Waiter) -> Result<bool, Blo
     }
     loop {
         let hwm = ctl.hwm(Ordering::SeqCst);
-        let Some(busy) = (0..hwm).find(|&i| ctl.slots[i].readers.load(Ordering::SeqCst) != 0)
-        else {
+        let Some(busy) = (0..hwm).find(|&i| slot_busy(&ctl.slots[i])) else {
             return Ok(recovered);
         };
         if w.spins < SPINS {
@@ -644,21 +666,24 @@ fn drain_slow(lk: Lock, me: Me, p: Patience, w: &mut Waiter) -> Result<bool, Blo
         }
         let slot: &Slot = &ctl.slots[busy];
         let r = slot.readers.load(Ordering::SeqCst);
-        if r == 0 {
-            continue;
-        }
         let Ok(nap) = w.nap(p) else {
             let s = ctl.lock.state.load(Ordering::Relaxed);
             return Err(Blocked::TimedOut(describe_holders(lk, s, w, true)));
         };
-        let woke = futex::wait(&slot.readers, r, Some(nap));
+        let woke = if r == 0 {
+            // An integer operation in progress: it lasts one instruction, unless
+            // its process was stopped or killed there.
+            int_pause(w)
+        } else {
+            futex::wait(&slot.readers, r, Some(nap))
+        };
         if woke == Wake::Interrupted && p.interruptible {
             return Err(Blocked::Interrupted);
         }
         if w.check_due(woke) {
             // Every slot that still counts readers, in one pass.
             for i in 0..hwm {
-                if ctl.slots[i].readers.load(Ordering::SeqCst) != 0 {
+                if slot_busy(&ctl.slots[i]) {
                     match check_slot(lk, i, me) {
                         SlotCheck::Recovered(r) => recovered |= r,
                         SlotCheck::Undecided => {
@@ -699,9 +724,15 @@ pub fn unlock_exclusive(ctl: &Control, acquired: u32) -> Result<(), Stolen> {
         futex::wake_all(state);
     }
     if s & UPDATE_WAITERS != 0 {
-        futex::wake_all(ctl.updates_futex_word());
+        wake_update_waiters(ctl);
     }
     Ok(())
+}
+
+/// Wakes whoever sleeps waiting for an update.
+fn wake_update_waiters(ctl: &Control) {
+    ctl.updates.wake_seq.fetch_add(1, Ordering::SeqCst);
+    futex::wake_all(ctl.updates_futex_word());
 }
 
 /// Takes a read lock (a slotless process takes the write lock instead). The
@@ -712,12 +743,18 @@ pub fn lock_shared(lk: Lock, me: Me, p: Patience) -> Result<Acquired, Blocked> {
         let ctl = lk.ctl;
         if ctl.lock.state.load(Ordering::SeqCst) & WRITER_MASK == 0 {
             let slot = &ctl.slots[my as usize];
+            // The gate first: no integer operation starts from here on.
+            ctl.lock.rgate.fetch_add(1, Ordering::SeqCst);
             slot.readers.fetch_add(1, Ordering::SeqCst);
             if ctl.lock.state.load(Ordering::SeqCst) & WRITER_MASK == 0 {
-                return Ok(Acquired {
-                    taken: Taken::Shared(my),
-                    recovered: false,
-                });
+                let hwm = ctl.hwm(Ordering::SeqCst);
+                if (0..hwm).all(|i| ctl.slots[i].ints.load(Ordering::SeqCst) & INT_OPS_MASK == 0) {
+                    return Ok(Acquired {
+                        taken: Taken::Shared(my),
+                        recovered: false,
+                    });
+                }
+                return drain_ints(lk, me, p, &mut Waiter::new(), false, my);
             }
             let _ = unlock_shared(ctl, my);
         }
@@ -739,12 +776,10 @@ fn lock_shared_slow(lk: Lock, me: Me, p: Patience) -> Result<Acquired, Blocked> 
     loop {
         let s = state.load(Ordering::SeqCst);
         if s & WRITER_MASK == 0 {
+            ctl.lock.rgate.fetch_add(1, Ordering::SeqCst);
             slot.readers.fetch_add(1, Ordering::SeqCst);
             if state.load(Ordering::SeqCst) & WRITER_MASK == 0 {
-                return Ok(Acquired {
-                    taken: Taken::Shared(my),
-                    recovered,
-                });
+                return drain_ints(lk, me, p, &mut w, recovered, my);
             }
             let _ = unlock_shared(ctl, my);
             continue;
@@ -774,10 +809,199 @@ pub fn unlock_shared(ctl: &Control, me: u32) -> Result<(), Stolen> {
             Err(now) => r = now,
         }
     }
+    gate_leave(ctl, 1);
     if r == 1 && ctl.lock.state.load(Ordering::SeqCst) & WRITER_MASK != 0 {
         futex::wake_all(&slot.readers);
     }
     Ok(())
+}
+
+/// Whether a slot holds read locks or has integer operations in progress.
+#[inline]
+fn slot_busy(slot: &Slot) -> bool {
+    slot.readers.load(Ordering::SeqCst) != 0 || slot.ints.load(Ordering::SeqCst) & INT_OPS_MASK != 0
+}
+
+/// `n` read locks end: lower the gate, waking integer operations waiting at it
+/// once it is down.
+fn gate_leave(ctl: &Control, n: u32) {
+    let before = ctl.lock.rgate.fetch_sub(n, Ordering::SeqCst);
+    if before & GATE_COUNT == n && before & GATE_WAITERS != 0 {
+        ctl.lock.rgate.fetch_and(!GATE_WAITERS, Ordering::SeqCst);
+        futex::wake_all(&ctl.lock.rgate);
+    }
+}
+
+/// A pause while an integer operation is in progress elsewhere (one
+/// instruction long, unless its process was stopped or killed there).
+#[cold]
+fn int_pause(w: &mut Waiter) -> Wake {
+    w.spins = w.spins.saturating_add(1);
+    if w.spins < SPINS * 2 {
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    match w.next_check {
+        Some(due) if Instant::now() < due => Wake::Woken,
+        _ => Wake::TimedOut,
+    }
+}
+
+/// With our read lock counted (gate and slot): wait until no integer operation
+/// is in progress anywhere, or back out.
+#[cold]
+#[inline(never)]
+fn drain_ints(
+    lk: Lock,
+    me: Me,
+    p: Patience,
+    w: &mut Waiter,
+    mut recovered: bool,
+    my: u32,
+) -> Result<Acquired, Blocked> {
+    let ctl = lk.ctl;
+    if w.began.is_none() {
+        w.began = Some(Instant::now());
+    }
+    loop {
+        let hwm = ctl.hwm(Ordering::SeqCst);
+        let Some(_) =
+            (0..hwm).find(|&i| ctl.slots[i].ints.load(Ordering::SeqCst) & INT_OPS_MASK != 0)
+        else {
+            return Ok(Acquired {
+                taken: Taken::Shared(my),
+                recovered,
+            });
+        };
+        if w.nap(p).is_err() {
+            let _ = unlock_shared(ctl, my);
+            let s = ctl.lock.state.load(Ordering::Relaxed);
+            return Err(Blocked::TimedOut(describe_holders(lk, s, w, true)));
+        }
+        let woke = int_pause(w);
+        if w.check_due(woke) {
+            for i in 0..hwm {
+                if ctl.slots[i].ints.load(Ordering::SeqCst) & INT_OPS_MASK != 0 {
+                    if let SlotCheck::Recovered(r) = check_slot(lk, i, me) {
+                        recovered |= r;
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Integer operations: many at once, on different integers, from every process.
+//
+// An aligned integer operation is one atomic instruction. It runs under no
+// lock word write: it counts itself in its own slot (`ints`), checks that no
+// writer holds the lock and that the read-lock gate is down, and goes. Writers
+// and read lockers wait for the slots' in-progress counts to drain, as writers
+// wait for readers (Dekker: both sides do a read-modify-write, then load). The
+// update it makes is counted in the slot too, so no line is written by every
+// operation; update waiters are woken only when they have said they wait.
+
+/// Read locks held, in `LockLine::rgate`.
+pub(crate) const GATE_COUNT: u32 = 0x00FF_FFFF;
+/// Someone waits for the gate to go down.
+pub(crate) const GATE_WAITERS: u32 = 1 << 31;
+
+/// Runs `op` (one atomic instruction on an aligned integer) as an integer
+/// operation of slot `my`, counting one update.
+#[inline]
+pub fn int_op<T>(lk: Lock, my: u32, op: impl FnOnce() -> T) -> T {
+    let ctl = lk.ctl;
+    let slot = &ctl.slots[my as usize];
+    slot.ints.fetch_add(1, Ordering::SeqCst);
+    if ctl.lock.state.load(Ordering::SeqCst) & WRITER_MASK != 0
+        || ctl.lock.rgate.load(Ordering::SeqCst) & GATE_COUNT != 0
+    {
+        slot.ints.fetch_sub(1, Ordering::SeqCst);
+        int_wait(lk, my);
+        return int_op_slow(lk, my, op);
+    }
+    let v = op();
+    int_done(ctl, slot);
+    v
+}
+
+#[inline]
+fn int_done(ctl: &Control, slot: &Slot) {
+    slot.ints.fetch_add(INT_UPDATE_ONE - 1, Ordering::SeqCst);
+    if ctl.lock.state.load(Ordering::SeqCst) & UPDATE_WAITERS != 0 {
+        clear_update_waiters(ctl);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn int_op_slow<T>(lk: Lock, my: u32, op: impl FnOnce() -> T) -> T {
+    let ctl = lk.ctl;
+    let slot = &ctl.slots[my as usize];
+    loop {
+        slot.ints.fetch_add(1, Ordering::SeqCst);
+        if ctl.lock.state.load(Ordering::SeqCst) & WRITER_MASK == 0
+            && ctl.lock.rgate.load(Ordering::SeqCst) & GATE_COUNT == 0
+        {
+            let v = op();
+            int_done(ctl, slot);
+            return v;
+        }
+        slot.ints.fetch_sub(1, Ordering::SeqCst);
+        int_wait(lk, my);
+    }
+}
+
+/// Waits until no writer holds the lock and the read-lock gate is down,
+/// recovering dead holders on the way.
+#[cold]
+fn int_wait(lk: Lock, my: u32) {
+    let ctl = lk.ctl;
+    let me = Me::Slot(my);
+    let mut w = Waiter::new();
+    loop {
+        let s = ctl.lock.state.load(Ordering::SeqCst);
+        if s & WRITER_MASK != 0 {
+            let _ = wait_for_writer(lk, s, me, &mut w, Patience::FOREVER);
+            continue;
+        }
+        let g = ctl.lock.rgate.load(Ordering::SeqCst);
+        if g & GATE_COUNT == 0 {
+            return;
+        }
+        if w.spins < SPINS {
+            w.spins += 1;
+            std::hint::spin_loop();
+            continue;
+        }
+        if g & GATE_WAITERS == 0
+            && ctl
+                .lock
+                .rgate
+                .compare_exchange(g, g | GATE_WAITERS, Ordering::SeqCst, Ordering::Relaxed)
+                .is_err()
+        {
+            continue;
+        }
+        let woke = futex::wait(&ctl.lock.rgate, g | GATE_WAITERS, Some(CHECK_INTERVAL));
+        if w.check_due(woke) {
+            // Read lockers that died keep the gate up: check them all.
+            for i in 0..ctl.hwm(Ordering::SeqCst) {
+                if ctl.slots[i].readers.load(Ordering::SeqCst) != 0 {
+                    let _ = check_slot(lk, i, me);
+                }
+            }
+        }
+    }
+}
+
+/// An integer operation saw update waiters: clear the flag and wake them.
+#[cold]
+fn clear_update_waiters(ctl: &Control) {
+    ctl.lock.state.fetch_and(!UPDATE_WAITERS, Ordering::SeqCst);
+    wake_update_waiters(ctl);
 }
 
 /// Releases a lock taken as `taken`.
