@@ -857,7 +857,7 @@ fn live_holder_kept_dead_holder_freed(hidden_check: bool) -> i32 {
         }
     });
     let t = Instant::now();
-    while scr.get(2) == 0 && t.elapsed() < SECS(10) {
+    while scr.get(2) == 0 && t.elapsed() < SECS(30) {
         sleep_ms(1);
     }
     if scr.get(2) == 0 {
