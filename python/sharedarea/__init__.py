@@ -30,6 +30,7 @@ whose message names the function, the area and the cause.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import sys
 import types
@@ -42,6 +43,9 @@ from ._errors import Error
 from ._sharedarea import *  # noqa: F403  (the sharedarea_* functions, init, info, ...)
 from . import _sharedarea
 from .aio import wait_async
+
+#: The package's version: the same as the core's (and the Perl modules').
+__version__: str = importlib.metadata.version("sharedarea")
 
 #: The uWSGI names this package provides (what ``install_uwsgi_names`` installs).
 UWSGI_NAMES: tuple[str, ...] = tuple(sorted(n for n in dir(_sharedarea) if n.startswith("sharedarea_")))

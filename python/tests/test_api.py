@@ -624,3 +624,10 @@ def test_bad_lock_timeouts_raise_holding_nothing(new_area: Any, bad: Any, cls: t
         with pytest.raises(cls, match=rf"^{f.__name__}: area {a}: "):
             f(a, bad)
     assert sharedarea.held(a) == 0 and sharedarea._sharedarea._explicit_holds() == 0
+
+
+def test_the_package_has_the_core_s_version() -> None:
+    from conftest import ROOT
+
+    core = re.search(r'^version = "([^"]+)"', (ROOT / "Cargo.toml").read_text(), re.M)
+    assert core is not None and sharedarea.__version__ == core.group(1)
