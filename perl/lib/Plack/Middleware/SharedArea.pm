@@ -78,6 +78,16 @@ graceful stop (SIGQUIT) waiting forever.
 
 =back
 
+On an event-loop server (Twiggy, Feersum), a session opened with
+C<SharedArea::WebSocket-E<gt>accept> outlives the app call: the middleware
+hands the server a response that writes nothing while the session lasts
+(Feersum: one never answered; Twiggy and other event loops: one answered
+with the empty C<101>, into the closed socket, when the session ends, so a
+graceful stop still counts it), and the session ends itself when the client
+leaves or the connection fails, or when the app calls C<close>. An app that
+dies after C<accept> has the session closed with 1011 and the error reported
+on C<psgi.errors>.
+
 A C<websocket_handshake> error that escapes the app (not an upgrade request,
 a server without C<psgix.io>) becomes the response: 400 (426 for a wrong
 C<Sec-WebSocket-Version>) or 500, with the message as a plain-text body.
