@@ -355,9 +355,20 @@ SKIP: {
     cmp_ok(time - $t0, '<', 2, 'a send of 4 MiB to a client that does not read yet never waits');
     cmp_ok($q, '>', 0, "... and reports what it queued ($q bytes)");
     cmp_ok($ws->queued, '>', $q, '... queued() adds the kernel\'s bytes');
-    # the client reads while the loop runs: the queue drains, frames whole and in order
+    # a ping while the socket is full: the pong is queued behind, the loop never waits
     $ws->send('after');
-    my $want = length($big) + 10 + 7;
+    syswrite $c, client_frame(9, 'are you there');
+    my @ticks;
+    {
+        my $cv = AnyEvent->condvar;
+        my $t0 = time;
+        my $tick = AnyEvent->timer(after => 0.05, interval => 0.05, cb => sub { push @ticks, time - $t0; $cv->send if @ticks == 6 });
+        my $limit = AnyEvent->timer(after => 5, cb => sub { $cv->send });
+        $cv->recv;
+    }
+    cmp_ok($ticks[-1], '<', 2, 'the pong to a client that does not read is queued: the loop runs on');
+    # the client reads while the loop runs: the queue drains, frames whole and in order
+    my $want = length($big) + 10 + 7 + 15;
     my $buf = '';
     my $cv = AnyEvent->condvar;
     my $rd = AnyEvent->io(fh => $c, poll => 'r', cb => sub {
@@ -367,8 +378,8 @@ SKIP: {
     my $t = AnyEvent->timer(after => 10, cb => sub { $cv->send });
     $cv->recv;
     my ($frames) = frames_after_101($buf);
-    is_deeply([ map { [ $_->{op}, length $_->{payload} ] } @$frames ], [ [ 2, length $big ], [ 1, 5 ] ],
-        'the queued frames arrive whole and in order as the socket drains');
+    is_deeply([ map { [ $_->{op}, length $_->{payload} ] } @$frames ], [ [ 2, length $big ], [ 1, 5 ], [ 10, 13 ] ],
+        'the queued frames (the pong last) arrive whole and in order as the socket drains');
     # a message from the client, then it leaves
     syswrite $c, client_frame(1, 'hello');
     close $c;

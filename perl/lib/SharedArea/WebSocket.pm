@@ -767,6 +767,7 @@ sub _control_frame {
 sub _send_control {
     my ($ws, $opcode, $payload, $timeout) = @_;
     return 0 if $ws->{broken} || $ws->{close_sent};
+    return _queue_control($ws, $opcode, $payload) if $ws->{detached};
     return 0 unless _flush_pending($ws);
     $ws->{close_sent} = 1 if $opcode == 0x8;
     return 1 if _write_all($ws, _control_frame($opcode, $payload), $timeout);
@@ -775,6 +776,29 @@ sub _send_control {
         _end_connection($ws, 'PEER_CLOSED', PEER_CLOSED);
     } else {
         _end_connection($ws, 'CONNECTION_FAILED', "the connection failed (writing a $what: $!)");
+    }
+    return 0;
+}
+
+# An event-loop session's control frame: queued behind what is already on its
+# way (never waiting in the loop; the frames stay whole and in order).
+sub _queue_control {
+    my ($ws, $opcode, $payload) = @_;
+    $ws->{close_sent} = 1 if $opcode == 0x8;
+    my $F = 'SharedArea::WebSocket';
+    $STATUS = 0;
+    my $q = eval { SharedArea::_ws_send_nb($F, $ws->{fd}, $opcode, $payload) };
+    if (defined $q) {
+        $ws->_queued_now($q);
+        return 1;
+    }
+    (my $err = $@) =~ s/^\Q$F\E: //;
+    $err =~ s/ at \S+ line \d+\.?\n\z//;
+    if ($STATUS == _status_of('PEER_CLOSED')) {
+        _end_connection($ws, 'PEER_CLOSED', PEER_CLOSED);
+    } else {
+        my $what = $opcode == 0x9 ? 'ping' : $opcode == 0xA ? 'pong' : 'close frame';
+        _end_connection($ws, 'CONNECTION_FAILED', "the connection failed (queueing a $what: $err)");
     }
     return 0;
 }
