@@ -205,23 +205,57 @@ for my $c (@contended) {
     printf "%-64s %8.3f %10s %10d %6s %9.1f  %s\n", $label, $wall, defined $got ? $got : 'undef', $exp, $exact, $ns, $mark;
 }
 
+# --- own counters: do processes on different integers run side by side? -----
+my $OWN = 4_000_000;
+print "\nOwn counters: each process bumps its own 64-bit counter (its own cache line) in one area, $OWN each\n";
+printf "%-64s %8s %12s %6s  %s\n", 'run', 'wall s', 'incr/s', 'exact', 'scaling';
+print '-' x 132, "\n";
+{
+    my %rate;
+    for my $n (1, 2) {
+        my @walls;
+        my $exact = 'yes';
+        for (1 .. 5) {
+            uwsgi::sharedarea_write64(0, 512 + 64 * $_, 0) for 0 .. 1;
+            my ($w, $ok) = contend(sub { my $pos = 512 + 64 * $_[0]; uwsgi::sharedarea_inc64(0, $pos) for 1 .. $OWN }, $n);
+            push @walls, $w;
+            for my $i (0 .. $n - 1) {
+                $exact = 'NO' unless $ok && uwsgi::sharedarea_read64(0, 512 + 64 * $i) == $OWN;
+            }
+        }
+        @walls = sort { $a <=> $b } @walls;
+        my $wall = $walls[ $#walls / 2 ];
+        $rate{$n} = $n * $OWN / $wall;
+        my $mark = '';
+        if ($n == 2) {
+            my $x = $rate{2} / $rate{1};
+            $mark = sprintf '%.2fx one process %s', $x, ($x >= 1.6 && $exact eq 'yes') ? 'ok (>= 1.6x, exact)' : 'MISS (target >= 1.6x, exact)';
+            push @miss, 'own counters, 2 processes' if $mark =~ /MISS/;
+        }
+        printf "%-64s %8.3f %12.0f %6s  %s\n", "SharedArea uwsgi::sharedarea_inc64, $n process" . ($n > 1 ? 'es' : '') . ' [median of 5]',
+            $wall, $rate{$n}, $exact, $mark;
+    }
+}
+
 printf "\n%s\ntotal bench time %.0f s\n", (@miss ? 'MISSED TARGETS: ' . join('; ', @miss) : 'all targets met'), time - $T_START;
 exit 0;
 
 # ---------------------------------------------------------------------------
-# Forks 2 workers that wait for a common start signal, runs $work in each,
-# returns (wall seconds from the signal to the last exit, all exited 0).
+# Forks $n (default 2) workers that wait for a common start signal, runs
+# $work->($index) in each, returns (wall seconds from the signal to the last
+# exit, all exited 0).
 sub contend {
-    my ($work) = @_;
+    my ($work, $n) = @_;
+    $n //= 2;
     pipe my $go_r, my $go_w or die "pipe: $!";
     my @kids;
-    for (1 .. 2) {
+    for my $index (0 .. $n - 1) {
         my $pid = fork;
         die "fork: $!" unless defined $pid;
         if (!$pid) {
             close $go_w;
             sysread $go_r, my $b, 1;    # wait for the start signal (EOF)
-            my $ok = eval { $work->(); 1 };
+            my $ok = eval { $work->($index); 1 };
             _exit($ok ? 0 : 1);
         }
         push @kids, $pid;

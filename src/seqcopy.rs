@@ -8,10 +8,45 @@
 //! (the approach of the `atomic-memcpy` crate). On the CPUs we run on a relaxed
 //! atomic load or store is an ordinary `mov`; ordering is the caller's business
 //! (`lock::optimistic` fences after the copy, the writer after its acquisition).
+//!
+//! Copies of `BULK` bytes or more on x86-64 use `rep movsb` in inline assembly:
+//! as fast as `memcpy` for large blocks (fast-string microcode), and, being
+//! opaque to the compiler, outside the Rust memory model's data-race rules, as
+//! code in another process is (the word loop runs at about half memcpy's speed
+//! for 64 KiB).
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 const WORD: usize = 8;
+/// From this many bytes on, the block copy.
+const BULK: usize = 512;
+
+/// Copies `len` bytes with the CPU's block-copy instruction.
+///
+/// # Safety
+/// `src` valid for reads and `dst` for writes of `len` bytes, not overlapping.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+unsafe fn block(src: *const u8, dst: *mut u8, len: usize) -> bool {
+    // SAFETY: rep movsb copies rcx bytes from [rsi] to [rdi] forward (the
+    // direction flag is clear per the ABI); the caller vouches for both ranges.
+    unsafe {
+        std::arch::asm!(
+            "rep movsb",
+            inout("rcx") len => _,
+            inout("rsi") src => _,
+            inout("rdi") dst => _,
+            options(nostack, preserves_flags)
+        );
+    }
+    true
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+unsafe fn block(_src: *const u8, _dst: *mut u8, _len: usize) -> bool {
+    false
+}
 
 /// Copies `len` bytes from shared `src` to private `dst`.
 ///
@@ -20,6 +55,10 @@ const WORD: usize = 8;
 /// must not be accessed concurrently by anyone else.
 #[inline]
 pub unsafe fn load(src: *const u8, dst: *mut u8, len: usize) {
+    // SAFETY: the caller's contract is block's.
+    if len >= BULK && unsafe { block(src, dst, len) } {
+        return;
+    }
     let mut i = 0;
     let head = (src as usize).wrapping_neg() % WORD;
     while i < len.min(head) {
@@ -50,6 +89,10 @@ pub unsafe fn load(src: *const u8, dst: *mut u8, len: usize) {
 /// ranges must not overlap.
 #[inline]
 pub unsafe fn store(src: *const u8, dst: *mut u8, len: usize) {
+    // SAFETY: the caller's contract is block's.
+    if len >= BULK && unsafe { block(src, dst, len) } {
+        return;
+    }
     let mut i = 0;
     let head = (dst as usize).wrapping_neg() % WORD;
     while i < len.min(head) {
@@ -78,16 +121,16 @@ mod tests {
 
     #[test]
     fn copies_every_length_and_alignment_exactly() {
-        let src: Vec<u8> = (0..200u32).map(|i| (i * 7 + 3) as u8).collect();
+        let src: Vec<u8> = (0..2000u32).map(|i| (i * 7 + 3) as u8).collect();
         for off in 0..9 {
-            for len in 0..80 {
-                let mut dst = vec![0u8; 100];
+            for len in (0..80).chain([511, 512, 513, 1000, 1900]) {
+                let mut dst = vec![0u8; 1910];
                 // SAFETY: both ranges in bounds of their vectors.
                 unsafe { load(src.as_ptr().add(off), dst.as_mut_ptr().add(3), len) };
                 assert_eq!(&dst[3..3 + len], &src[off..off + len]);
                 assert!(dst[..3].iter().all(|&b| b == 0));
                 assert!(dst[3 + len..].iter().all(|&b| b == 0));
-                let mut shared = vec![0u8; 100];
+                let mut shared = vec![0u8; 1910];
                 // SAFETY: as above.
                 unsafe { store(src.as_ptr().add(off), shared.as_mut_ptr().add(5), len) };
                 assert_eq!(&shared[5..5 + len], &src[off..off + len]);
