@@ -138,7 +138,7 @@ int_impl!(i8, i16, i32, i64);
 unsafe fn load_int<T: Int>(p: *const u8) -> T {
     let mut b = [0u8; 8];
     let n = T::BYTES as usize;
-    // SAFETY (all arms): p is valid for n bytes (caller) and, in the atomic arms,
+    // SAFETY: (all arms) p is valid for n bytes (caller) and, in the atomic arms,
     // aligned to n, so it is a valid atomic of that width.
     unsafe {
         if (p as usize) % n != 0 {
@@ -175,7 +175,7 @@ unsafe fn load_int<T: Int>(p: *const u8) -> T {
 unsafe fn store_int<T: Int>(p: *mut u8, v: T) {
     let b = v.to_bytes();
     let n = T::BYTES as usize;
-    // SAFETY (all arms): as in load_int.
+    // SAFETY: (all arms) as in load_int.
     unsafe {
         if (p as usize) % n != 0 {
             seqcopy::store(b.as_ptr(), p, n);
@@ -205,7 +205,7 @@ unsafe fn store_int<T: Int>(p: *mut u8, v: T) {
 unsafe fn atomic_add<T: Int>(p: *mut u8, amount: T) -> T {
     let a = amount.to_bytes();
     let mut out = [0u8; 8];
-    // SAFETY (all arms): p is valid and aligned for an atomic of this width.
+    // SAFETY: (all arms) p is valid and aligned for an atomic of this width.
     unsafe {
         match T::BYTES {
             1 => {

@@ -362,7 +362,12 @@ fn over_file(
 }
 
 /// An area over the caller's memory.
-pub fn pointer(ptr: *mut u8, len: u64) -> Result<Mapping> {
+///
+/// # Safety
+/// `ptr` points at `len` bytes readable and writable for the rest of the
+/// process's life, which nothing but areas reads or writes while they are in
+/// use (the area's operations go through the pointer from any thread).
+pub unsafe fn pointer(ptr: *mut u8, len: u64) -> Result<Mapping> {
     let (control_map, control) = private_control(len)?;
     Ok(Mapping {
         data: ptr,

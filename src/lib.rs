@@ -9,9 +9,9 @@
 //! * [`control`]   the shared control block's layout
 //! * [`lock`]      the futex reader/writer lock, liveness tokens, dead-holder
 //!   recovery, and this thread's holds
-//! * [`seqcopy`]   atomic copies for lock-free reads
-//! * [`futex`]     the two futex(2) calls
-//! * [`process`]   process identity and liveness
+//! * `seqcopy`     atomic copies for lock-free reads
+//! * `futex`       the two futex(2) calls
+//! * `process`     process identity and liveness
 //! * [`area`]      bounds-checked operations on one area
 //! * [`registry`]  this process's table of areas
 //! * [`websocket`] RFC 6455 frames sent straight from an area
@@ -19,18 +19,26 @@
 //! * [`notify`]    a descriptor readable after an area's updates, for event loops
 //! * [`status`]    status codes and error texts
 //! * [`ffi`]       the C boundary
+//!
+//! Unsafe code follows two rules the compiler enforces: an `unsafe fn` states its
+//! caller's obligations under `# Safety` and still marks each unsafe operation in
+//! its body, and every `unsafe` block says why it is sound in a `// SAFETY:`
+//! comment.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod area;
 pub mod backing;
 pub mod control;
 pub mod ffi;
-pub mod futex;
+pub(crate) mod futex;
 pub mod inspect;
 pub mod lock;
 pub mod notify;
-pub mod process;
+pub(crate) mod process;
 pub mod registry;
-pub mod seqcopy;
+pub(crate) mod seqcopy;
 pub mod spec;
 pub mod status;
 pub mod websocket;

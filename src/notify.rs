@@ -90,10 +90,11 @@ fn start_helper(area: &'static Area, fd: i32) -> Result<()> {
     // Counted from here, so that an update after `fd` returns is never missed
     // however late the thread starts.
     let seen = area.updates();
-    // SAFETY: sigset_t is plain data; sigfillset and pthread_sigmask write only
-    // into the sets given.
+    // SAFETY: sigset_t is plain data, for which all zero bytes are a value.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
     let mut before: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigfillset and pthread_sigmask write only into the sets given.
     unsafe {
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut before);

@@ -34,6 +34,7 @@ pub struct sharedarea_info {
 /// Creates an area from a uWSGI-style spec ("4", "pages=2", "size=64K",
 /// "file=PATH[,size=..][,offset=..]", "fd=N,...", "name=NAME[,size=..]").
 /// Returns its id (>= 0) or a negative status; a bad spec creates nothing.
+#[allow(rustdoc::broken_intra_doc_links)] // "[,size=..]" is spec syntax (the header's text)
 #[no_mangle]
 pub extern "C" fn sharedarea_init(spec: *const c_char) -> i32 {
     boundary("sharedarea_init", || {
@@ -76,7 +77,9 @@ pub extern "C" fn sharedarea_init_ptr(ptr: *mut c_void, len: u64) -> i32 {
                 format!("ptr {ptr:p} + len {len} wraps around the address space"),
             ));
         }
-        registry::add(|| backing::pointer(ptr.cast(), len).map(backing::Made::New))
+        // SAFETY: the header's contract for sharedarea_init_ptr: `len` bytes at
+        // `ptr`, valid for the life of the process (checked non-NULL, not wrapping).
+        registry::add(|| unsafe { backing::pointer(ptr.cast(), len) }.map(backing::Made::New))
     })
 }
 
@@ -117,7 +120,8 @@ pub extern "C" fn sharedarea_count() -> i32 {
 #[no_mangle]
 pub extern "C" fn sharedarea_extent(id: i32, pos: u64, len: u64, out_len: *mut u64) -> i32 {
     boundary("sharedarea_extent", || {
-        let out = try_mut(out_len, "out_len")?;
+        // SAFETY: `out_len` is NULL or valid for writes during the call (the header's contract).
+        let out = unsafe { try_mut(out_len, "out_len") }?;
         *out = registry::get(id)?.extent(pos, len)?;
         Ok(0)
     })
@@ -129,7 +133,8 @@ pub extern "C" fn sharedarea_read(id: i32, pos: u64, buf: *mut c_void, len: u64)
     boundary("sharedarea_read", || {
         let area = registry::get(id)?;
         area.check(pos, len)?;
-        let dst = try_slice_mut(buf.cast(), len, "buf")?;
+        // SAFETY: `buf` is NULL or points at `len` writable bytes of the caller's (the header's contract).
+        let dst = unsafe { try_slice_mut(buf.cast(), len, "buf") }?;
         area.read(pos, dst)?;
         Ok(len as i64)
     })
@@ -141,7 +146,8 @@ pub extern "C" fn sharedarea_write(id: i32, pos: u64, buf: *const c_void, len: u
     boundary("sharedarea_write", || {
         let area = registry::get(id)?;
         area.check(pos, len)?;
-        area.write(pos, try_slice(buf.cast(), len, "buf")?)?;
+        // SAFETY: `buf` is NULL or points at `len` readable bytes (the header's contract).
+        area.write(pos, unsafe { try_slice(buf.cast(), len, "buf") }?)?;
         Ok(0)
     })
 }
@@ -168,7 +174,8 @@ pub extern "C" fn sharedarea_honour_used(id: i32, on: i32) -> i32 {
 #[no_mangle]
 pub extern "C" fn sharedarea_info(id: i32, out: *mut sharedarea_info) -> i32 {
     boundary("sharedarea_info", || {
-        let out = try_mut(out, "out")?;
+        // SAFETY: `out` is NULL or valid for writes during the call (the header's contract).
+        let out = unsafe { try_mut(out, "out") }?;
         let i = registry::get(id)?.info();
         let page = page_size();
         *out = sharedarea_info {

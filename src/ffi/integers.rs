@@ -14,7 +14,8 @@ pub extern "C" fn sharedarea_read8(id: i32, pos: u64, out: *mut i8) -> i32 {
     boundary("sharedarea_read8", || {
         let area = registry::get(id)?;
         let v = area.read_int::<i8>(pos)?;
-        *try_mut(out, "out")? = v;
+        // SAFETY: `out` is NULL or valid for writes during the call (the header's contract).
+        *unsafe { try_mut(out, "out") }? = v;
         Ok(0)
     })
 }
@@ -34,7 +35,8 @@ pub extern "C" fn sharedarea_write8(id: i32, pos: u64, value: i8) -> i32 {
 pub extern "C" fn sharedarea_inc8(id: i32, pos: u64, amount: i8, new_value: *mut i8) -> i32 {
     boundary("sharedarea_inc8", || {
         let v = registry::get(id)?.add_int::<i8>(pos, amount)?;
-        put_opt(new_value, v);
+        // SAFETY: `new_value` is NULL (not wanted) or valid for writes (the header's contract).
+        unsafe { put_opt(new_value, v) };
         Ok(0)
     })
 }
@@ -45,7 +47,8 @@ pub extern "C" fn sharedarea_inc8(id: i32, pos: u64, amount: i8, new_value: *mut
 pub extern "C" fn sharedarea_dec8(id: i32, pos: u64, amount: i8, new_value: *mut i8) -> i32 {
     boundary("sharedarea_dec8", || {
         let v = registry::get(id)?.sub_int::<i8>(pos, amount)?;
-        put_opt(new_value, v);
+        // SAFETY: `new_value` is NULL (not wanted) or valid for writes (the header's contract).
+        unsafe { put_opt(new_value, v) };
         Ok(0)
     })
 }
@@ -56,7 +59,8 @@ pub extern "C" fn sharedarea_read16(id: i32, pos: u64, out: *mut i16) -> i32 {
     boundary("sharedarea_read16", || {
         let area = registry::get(id)?;
         let v = area.read_int::<i16>(pos)?;
-        *try_mut(out, "out")? = v;
+        // SAFETY: `out` is NULL or valid for writes during the call (the header's contract).
+        *unsafe { try_mut(out, "out") }? = v;
         Ok(0)
     })
 }
@@ -76,7 +80,8 @@ pub extern "C" fn sharedarea_write16(id: i32, pos: u64, value: i16) -> i32 {
 pub extern "C" fn sharedarea_inc16(id: i32, pos: u64, amount: i16, new_value: *mut i16) -> i32 {
     boundary("sharedarea_inc16", || {
         let v = registry::get(id)?.add_int::<i16>(pos, amount)?;
-        put_opt(new_value, v);
+        // SAFETY: `new_value` is NULL (not wanted) or valid for writes (the header's contract).
+        unsafe { put_opt(new_value, v) };
         Ok(0)
     })
 }
@@ -87,7 +92,8 @@ pub extern "C" fn sharedarea_inc16(id: i32, pos: u64, amount: i16, new_value: *m
 pub extern "C" fn sharedarea_dec16(id: i32, pos: u64, amount: i16, new_value: *mut i16) -> i32 {
     boundary("sharedarea_dec16", || {
         let v = registry::get(id)?.sub_int::<i16>(pos, amount)?;
-        put_opt(new_value, v);
+        // SAFETY: `new_value` is NULL (not wanted) or valid for writes (the header's contract).
+        unsafe { put_opt(new_value, v) };
         Ok(0)
     })
 }
@@ -98,7 +104,8 @@ pub extern "C" fn sharedarea_read32(id: i32, pos: u64, out: *mut i32) -> i32 {
     boundary("sharedarea_read32", || {
         let area = registry::get(id)?;
         let v = area.read_int::<i32>(pos)?;
-        *try_mut(out, "out")? = v;
+        // SAFETY: `out` is NULL or valid for writes during the call (the header's contract).
+        *unsafe { try_mut(out, "out") }? = v;
         Ok(0)
     })
 }
@@ -118,7 +125,8 @@ pub extern "C" fn sharedarea_write32(id: i32, pos: u64, value: i32) -> i32 {
 pub extern "C" fn sharedarea_inc32(id: i32, pos: u64, amount: i32, new_value: *mut i32) -> i32 {
     boundary("sharedarea_inc32", || {
         let v = registry::get(id)?.add_int::<i32>(pos, amount)?;
-        put_opt(new_value, v);
+        // SAFETY: `new_value` is NULL (not wanted) or valid for writes (the header's contract).
+        unsafe { put_opt(new_value, v) };
         Ok(0)
     })
 }
@@ -129,7 +137,8 @@ pub extern "C" fn sharedarea_inc32(id: i32, pos: u64, amount: i32, new_value: *m
 pub extern "C" fn sharedarea_dec32(id: i32, pos: u64, amount: i32, new_value: *mut i32) -> i32 {
     boundary("sharedarea_dec32", || {
         let v = registry::get(id)?.sub_int::<i32>(pos, amount)?;
-        put_opt(new_value, v);
+        // SAFETY: `new_value` is NULL (not wanted) or valid for writes (the header's contract).
+        unsafe { put_opt(new_value, v) };
         Ok(0)
     })
 }
@@ -140,7 +149,8 @@ pub extern "C" fn sharedarea_read64(id: i32, pos: u64, out: *mut i64) -> i32 {
     boundary("sharedarea_read64", || {
         let area = registry::get(id)?;
         let v = area.read_int::<i64>(pos)?;
-        *try_mut(out, "out")? = v;
+        // SAFETY: `out` is NULL or valid for writes during the call (the header's contract).
+        *unsafe { try_mut(out, "out") }? = v;
         Ok(0)
     })
 }
@@ -160,7 +170,8 @@ pub extern "C" fn sharedarea_write64(id: i32, pos: u64, value: i64) -> i32 {
 pub extern "C" fn sharedarea_inc64(id: i32, pos: u64, amount: i64, new_value: *mut i64) -> i32 {
     boundary("sharedarea_inc64", || {
         let v = registry::get(id)?.add_int::<i64>(pos, amount)?;
-        put_opt(new_value, v);
+        // SAFETY: `new_value` is NULL (not wanted) or valid for writes (the header's contract).
+        unsafe { put_opt(new_value, v) };
         Ok(0)
     })
 }
@@ -171,7 +182,8 @@ pub extern "C" fn sharedarea_inc64(id: i32, pos: u64, amount: i64, new_value: *m
 pub extern "C" fn sharedarea_dec64(id: i32, pos: u64, amount: i64, new_value: *mut i64) -> i32 {
     boundary("sharedarea_dec64", || {
         let v = registry::get(id)?.sub_int::<i64>(pos, amount)?;
-        put_opt(new_value, v);
+        // SAFETY: `new_value` is NULL (not wanted) or valid for writes (the header's contract).
+        unsafe { put_opt(new_value, v) };
         Ok(0)
     })
 }

@@ -43,7 +43,8 @@ pub extern "C" fn sharedarea_wait(id: i32, freq_ms: i32, timeout_s: i32) -> i32 
 pub extern "C" fn sharedarea_updates(id: i32, out: *mut u64) -> i32 {
     boundary("sharedarea_updates", || {
         let area = registry::get(id)?;
-        *try_mut(out, "out")? = area.updates();
+        // SAFETY: `out` is NULL or valid for writes during the call (the header's contract).
+        *unsafe { try_mut(out, "out") }? = area.updates();
         Ok(0)
     })
 }
@@ -221,7 +222,8 @@ pub struct sharedarea_lock_info {
 pub extern "C" fn sharedarea_lock_info(id: i32, out: *mut sharedarea_lock_info) -> i32 {
     boundary("sharedarea_lock_info", || {
         let area = registry::get(id)?;
-        let out = try_mut(out, "out")?;
+        // SAFETY: `out` is NULL or valid for writes during the call (the header's contract).
+        let out = unsafe { try_mut(out, "out") }?;
         let s = area.lock_snapshot();
         *out = sharedarea_lock_info {
             writer_pid: s.writer_pid,

@@ -1,4 +1,4 @@
-//! The C boundary. Every exported function body runs inside [`boundary`], which
+//! The C boundary. Every exported function body runs inside `boundary`, which
 //! turns an error into a negative status (recording the detail for
 //! `sharedarea_last_error`) and a panic into `SHAREDAREA_E_PANIC`: no panic ever
 //! unwinds into C. Pointer arguments are checked with the `try_*` helpers.
@@ -108,22 +108,33 @@ pub(crate) fn null(what: &str) -> Error {
 }
 
 /// `p` as a mutable reference, or a NullPointer error naming the argument.
-pub(crate) fn try_mut<'a, T>(p: *mut T, what: &str) -> Result<&'a mut T> {
-    // SAFETY: the C caller guarantees a non-NULL pointer is valid and unaliased
-    // for the call (the documented contract of every out-parameter).
+///
+/// # Safety
+/// `p` is NULL or valid for reads and writes of a `T`, and not used through
+/// another path while the reference lives (the header's contract for every
+/// out-parameter).
+pub(crate) unsafe fn try_mut<'a, T>(p: *mut T, what: &str) -> Result<&'a mut T> {
+    // SAFETY: a non-NULL `p` is valid and unaliased (this function's contract).
     unsafe { p.as_mut() }.ok_or_else(|| null(what))
 }
 
 /// Writes `v` through an optional out-parameter.
-pub(crate) fn put_opt<T>(p: *mut T, v: T) {
-    // SAFETY: as for `try_mut`; NULL means "not wanted".
+///
+/// # Safety
+/// As for [`try_mut`]; NULL means "not wanted".
+pub(crate) unsafe fn put_opt<T>(p: *mut T, v: T) {
+    // SAFETY: a non-NULL `p` is valid for writes (this function's contract).
     if let Some(r) = unsafe { p.as_mut() } {
         *r = v;
     }
 }
 
 /// The bytes behind (ptr, len), or NullPointer when ptr is NULL and len > 0.
-pub(crate) fn try_slice<'a>(p: *const u8, len: u64, what: &str) -> Result<&'a [u8]> {
+///
+/// # Safety
+/// When `len > 0`, `p` is NULL or points at `len` bytes readable and not
+/// written to while the slice lives.
+pub(crate) unsafe fn try_slice<'a>(p: *const u8, len: u64, what: &str) -> Result<&'a [u8]> {
     if len == 0 {
         return Ok(&[]);
     }
@@ -136,12 +147,16 @@ pub(crate) fn try_slice<'a>(p: *const u8, len: u64, what: &str) -> Result<&'a [u
             format!("{what}: {len} bytes do not fit memory"),
         )
     })?;
-    // SAFETY: the caller guarantees `len` readable bytes at a non-NULL `p`.
+    // SAFETY: `len` readable bytes at a non-NULL `p` (this function's contract).
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
 }
 
 /// The writable bytes behind (ptr, len), or NullPointer.
-pub(crate) fn try_slice_mut<'a>(p: *mut u8, len: u64, what: &str) -> Result<&'a mut [u8]> {
+///
+/// # Safety
+/// When `len > 0`, `p` is NULL or points at `len` writable bytes used through
+/// no other path while the slice lives.
+pub(crate) unsafe fn try_slice_mut<'a>(p: *mut u8, len: u64, what: &str) -> Result<&'a mut [u8]> {
     if len == 0 {
         return Ok(&mut []);
     }
@@ -154,7 +169,7 @@ pub(crate) fn try_slice_mut<'a>(p: *mut u8, len: u64, what: &str) -> Result<&'a 
             format!("{what}: {len} bytes do not fit memory"),
         )
     })?;
-    // SAFETY: the caller guarantees `len` writable bytes at a non-NULL `p`, not
-    // aliased during the call.
+    // SAFETY: `len` writable, unaliased bytes at a non-NULL `p` (this
+    // function's contract).
     Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
 }

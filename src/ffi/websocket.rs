@@ -23,7 +23,8 @@ use crate::websocket;
 #[no_mangle]
 pub extern "C" fn sharedarea_ws_send(fd: i32, opcode: u8, buf: *const c_void, len: u64) -> i64 {
     boundary("sharedarea_ws_send", || {
-        let payload = try_slice(buf.cast(), len, "buf")?;
+        // SAFETY: `buf` is NULL or points at `len` readable bytes (the header's contract).
+        let payload = unsafe { try_slice(buf.cast(), len, "buf") }?;
         Ok(websocket::send(fd, opcode, payload)? as i64)
     })
 }
@@ -119,7 +120,8 @@ pub extern "C" fn sharedarea_ws_set_stall_limit(ms: u64) -> i32 {
 pub extern "C" fn sharedarea_ws_send_nb(fd: i32, opcode: u8, buf: *const c_void, len: u64) -> i64 {
     boundary("sharedarea_ws_send_nb", || {
         check_fd(fd)?;
-        let payload = try_slice(buf.cast(), len, "buf")?;
+        // SAFETY: `buf` is NULL or points at `len` readable bytes (the header's contract).
+        let payload = unsafe { try_slice(buf.cast(), len, "buf") }?;
         Ok(websocket::send_nb(fd, opcode, payload)? as i64)
     })
 }
