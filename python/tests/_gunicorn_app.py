@@ -1,20 +1,14 @@
-"""A WSGI app for the gunicorn test: every request increments a shared counter
-and answers with its new value. The area comes from SA_SPEC (a name= spec works
-without --preload; an anonymous one needs --preload)."""
+"""The README's gunicorn example, as written there: every request increments a
+shared counter and answers with its new value. The area comes from
+UWSGI_SHAREDAREA (a name= spec works without --preload; an anonymous one needs
+--preload)."""
 
-from __future__ import annotations
-
-import os
-from collections.abc import Callable, Iterable
-from typing import Any
-
-import sharedarea
-
-AREA = sharedarea.init(os.environ["SA_SPEC"])
+# app.py -- the same calls as under uWSGI's --sharedarea
+import sharedarea.uwsgi  # makes `import uwsgi` work outside uWSGI (inside it: changes nothing)
+import uwsgi
 
 
-def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    n = sharedarea.sharedarea_inc64(AREA, 0)
-    body = f"{n}\n".encode()
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
-    return [body]
+def app(environ, start_response):  # type: ignore[no-untyped-def]
+    n = uwsgi.sharedarea_inc64(0, 0)  # atomic across every worker; returns the new value
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"request {n}\n".encode()]

@@ -82,6 +82,13 @@ async def many(port: int, n: int) -> list[bytes]:
     return await asyncio.gather(*(get(port) for _ in range(n)))
 
 
+def count_in(reply: bytes) -> int:
+    """The counter in a reply of the app: body "request N"."""
+    body = reply.rsplit(b"\r\n\r\n", 1)[1]
+    assert body.startswith(b"request "), reply
+    return int(body.split()[1])
+
+
 def wait_until_serving(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -99,7 +106,7 @@ def wait_until_serving(port: int, proc: subprocess.Popen[bytes], timeout: float 
 def test_gunicorn_4_workers_2000_concurrent_requests_count_exactly(preload: bool, shm_name: str) -> None:
     port = free_port()
     spec = "1" if preload else f"name={shm_name},size=4096"
-    env = dict(os.environ, SA_SPEC=spec, PYTHONPATH=str(TESTS) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, UWSGI_SHAREDAREA=spec, PYTHONPATH=str(TESTS) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [sys.executable, "-m", "gunicorn", "-w", "4", "-b", f"127.0.0.1:{port}", "--backlog", "4096",
            "--log-level", "warning", "--timeout", "60"]
     if preload:
@@ -109,13 +116,13 @@ def test_gunicorn_4_workers_2000_concurrent_requests_count_exactly(preload: bool
     try:
         wait_until_serving(port, proc)
         warm = asyncio.run(get(port))  # one request before the burst, to learn where we start
-        start = int(warm.rsplit(b"\r\n\r\n", 1)[1])
+        start = count_in(warm)
         replies = asyncio.run(asyncio.wait_for(many(port, 2000), 240))
-        values = sorted(int(r.rsplit(b"\r\n\r\n", 1)[1]) for r in replies)
+        values = sorted(count_in(r) for r in replies)
         assert all(r.startswith(b"HTTP/1.") and b" 200 " in r.split(b"\r\n", 1)[0] for r in replies)
         assert values == list(range(start + 1, start + 2001)), "every request got its own count"
         final = asyncio.run(get(port))
-        assert int(final.rsplit(b"\r\n\r\n", 1)[1]) == start + 2001
+        assert count_in(final) == start + 2001
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(30)
