@@ -393,7 +393,20 @@ not a number, or a value outside that range dies.
 
 Add C<$amount> (default 1) to the integer at C<$pos>, wrapping around, and
 return the new value.  Atomic with respect to every other operation on the
-area, in every process.
+area, in every process: increments of one integer are never lost, however many
+processes make them.
+
+An aligned integer (C<$pos> a multiple of its width) is counted in one CPU
+instruction without taking the area's lock word, so processes bumping
+different integers of one area run side by side instead of taking turns.
+C<rlock> and C<wlock> sections still see no integer change while they hold the
+lock.  A plain C<sharedarea_read> of several bytes that spans integers other
+processes are changing at that moment sees each integer before or after its
+change, not necessarily all of them at one instant; take C<rlock> around the
+reads when you need a snapshot of several counters:
+
+    my $g = SharedArea::rlock_guard(0);
+    my ($hits, $bytes) = unpack 'q q', uwsgi::sharedarea_read(0, 0, 16);
 
 =head2 uwsgi::sharedarea_dec8($id, $pos[, $amount]), dec16, dec32, dec64
 
@@ -440,8 +453,13 @@ promptly; if the handler dies, the call ends with that exception and holds
 nothing, otherwise the wait goes on for the time that is left.
 
 A process that dies holding the lock (killed by SIGKILL, say) blocks the
-others for at most a second.  The process that then takes the lock gets it
-with a warning saying that it recovered the lock from a dead holder.
+others for at most a second (about 0.2 s, however many died at once), and a
+live holder is never taken for dead: not when C</proc> hides it (C<hidepid>,
+setuid or non-dumpable workers), not without C</proc>, not in another pid
+namespace.  A thread that exits holding the lock releases it.  The process
+that then takes the lock gets it with a warning saying that it recovered the
+lock from a dead holder.  A writer killed in the middle of several writes
+leaves them half done: the lock is recovered, not the data.
 
 =head2 The older names: readbyte, writebyte, readlong, writelong, inclong
 
