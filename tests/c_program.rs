@@ -1,7 +1,8 @@
 //! The C ABI as a C (and C++) user sees it: compiles tests/c/abi_test.c against the
 //! committed include/sharedarea.h with `-std=c99 -Wall -Wextra -Wpedantic -Werror`, links
 //! it against this profile's libsharedarea.so and, separately, libsharedarea.a with its
-//! native libraries, and runs both; checks that the header compiles as C++.
+//! native libraries (scripts/native-static-libs), and runs both; checks that the header
+//! compiles as C++.
 //! Skips (saying so) only when no C compiler is installed.
 
 use std::path::{Path, PathBuf};
@@ -9,15 +10,25 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const CFLAGS: &[&str] = &["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror"];
-const NATIVE_STATIC_LIBS: &[&str] = &[
-    "-lgcc_s",
-    "-lutil",
-    "-lrt",
-    "-lpthread",
-    "-lm",
-    "-ldl",
-    "-lc",
-];
+/// The native libraries libsharedarea.a needs, from scripts/native-static-libs
+/// (rustc's list; the one place it comes from).
+fn native_static_libs() -> Vec<String> {
+    let out = Command::new(root().join("scripts/native-static-libs"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("running scripts/native-static-libs");
+    assert!(out.status.success(), "scripts/native-static-libs failed");
+    let libs: Vec<String> = String::from_utf8(out.stdout)
+        .expect("scripts/native-static-libs prints text")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        !libs.is_empty() && libs.iter().all(|l| l.starts_with("-l")),
+        "scripts/native-static-libs printed {libs:?}"
+    );
+    libs
+}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -167,7 +178,7 @@ fn c_program_against_the_static_library() {
     let a = library("libsharedarea.a");
     let exe = out_dir().join("abi_test_static");
     run(
-        cc_abi_test(&exe).arg(&a).args(NATIVE_STATIC_LIBS),
+        cc_abi_test(&exe).arg(&a).args(native_static_libs()),
         "compiling tests/c/abi_test.c (static)",
     );
     run_bounded(

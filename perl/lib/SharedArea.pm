@@ -128,10 +128,8 @@ sub DESTROY {
 
 package SharedArea;
 
-# The websocket functions (uwsgi::websocket_*), when that module is present.
-if (grep { !ref && -f "$_/SharedArea/WebSocket.pm" } @INC) {
-    require SharedArea::WebSocket;
-}
+# The websocket functions (uwsgi::websocket_*): part of this distribution.
+require SharedArea::WebSocket;
 
 1;
 
