@@ -40,6 +40,9 @@
 //! releases the GIL first. The count of such holds is changed only with the GIL
 //! held, before the lock is taken, so no thread can miss it.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 use std::ffi::c_char;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
