@@ -855,3 +855,49 @@ fn waiting_under_own_lock_is_refused_not_a_hang() {
         assert_eq!(unlock(id), 0);
     }
 }
+
+/// `used` at its edges: a refused set_used changes nothing (honour_used stays off);
+/// set_used under this thread's read lock is lock misuse and changes nothing; a C
+/// read of len 0 at pos == size succeeds with 0 bytes while extent there is out of
+/// range; used == size with honour_used reads to the end; toggling honour_used
+/// counts no update.
+#[test]
+fn used_and_extent_at_the_edges() {
+    let _g = serial();
+    let id = must_init("1");
+    let size = size_of(id);
+    assert_eq!(info(id).honour_used, 0);
+    assert_eq!(set_used(id, size + 1), sa::SHAREDAREA_E_OUT_OF_RANGE);
+    assert_eq!(set_used(id, u64::MAX), sa::SHAREDAREA_E_OUT_OF_RANGE);
+    let i = info(id);
+    assert_eq!(
+        (i.honour_used, i.used, i.updates),
+        (0, 0, 0),
+        "refused set_used changed state"
+    );
+    assert!(last_error().starts_with(&format!("sharedarea_set_used: area {id}: ")));
+
+    assert_eq!(rlock(id), 0);
+    assert_eq!(set_used(id, 5), sa::SHAREDAREA_E_LOCK_MISUSE);
+    assert_eq!(unlock(id), 0);
+    let i = info(id);
+    assert_eq!(
+        (i.honour_used, i.used),
+        (0, 0),
+        "set_used under rlock changed state"
+    );
+
+    let mut b = [0u8; 1];
+    assert_eq!(
+        unsafe { sa::sharedarea_read(id, size, b.as_mut_ptr() as *mut c_void, 0) },
+        0
+    );
+    assert_eq!(extent(id, size, 0), Err(sa::SHAREDAREA_E_OUT_OF_RANGE));
+    assert_eq!(set_used(id, size), 0);
+    assert_eq!(extent(id, size - 1, 0), Ok(1));
+    // honour_used toggles without counting an update
+    let u = updates(id);
+    assert_eq!(honour_used(id, false), 0);
+    assert_eq!(honour_used(id, true), 0);
+    assert_eq!(updates(id), u);
+}

@@ -249,6 +249,49 @@ pub fn unique_name(tag: &str) -> String {
     )
 }
 
+/// Open descriptors of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
+        .saturating_sub(1) // read_dir's own descriptor
+}
+
+/// Asserts that `sharedarea_init(spec)` fails with one of `expected`, creates no
+/// area, leaves no descriptor open, and says `sharedarea_init: ...` naming
+/// `needle`. Returns last_error.
+pub fn refused_cleanly(spec: &[u8], expected: &[i32], needle: &str) -> String {
+    let c = CString::new(spec).unwrap();
+    let shown = String::from_utf8_lossy(spec);
+    let (areas, fds) = (count(), open_fds());
+    let st = unsafe { sa::sharedarea_init(c.as_ptr()) };
+    let err = last_error();
+    assert!(
+        expected.contains(&st),
+        "sharedarea_init({shown:?}) = {st}, expected one of {expected:?}: {err}"
+    );
+    assert_eq!(count(), areas, "{shown:?}: a failed init created an area");
+    assert_eq!(
+        open_fds(),
+        fds,
+        "{shown:?}: a failed init leaked a descriptor"
+    );
+    assert!(
+        err.starts_with("sharedarea_init: "),
+        "{shown:?}: last_error does not name the function: {err}"
+    );
+    assert!(
+        err.contains(needle),
+        "{shown:?}: last_error does not name {needle:?}: {err}"
+    );
+    err
+}
+
+/// Whether the POSIX shm object `name` ("/NAME") exists.
+pub fn shm_exists(name: &str) -> bool {
+    std::path::Path::new(&format!("/dev/shm{name}")).exists()
+}
+
 /// Unlinks a POSIX shm object when dropped.
 pub struct ShmName(pub String);
 
