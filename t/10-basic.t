@@ -1,5 +1,6 @@
 # Round trips, ranges at the end of the area, every integer width with sign
-# and wrap-around, update counting, used/honour_used, info and backings.
+# and wrap-around, update counting, used/honour_used, info and backings, and
+# what counts as a number (Math::BigInt, dualvars, captures; not references).
 use strict;
 use warnings;
 use Test::More;
@@ -7,6 +8,9 @@ use File::Temp ();
 
 BEGIN { delete $ENV{UWSGI_SHAREDAREA} }
 use SharedArea;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use SharedAreaTest::Area qw(err_of lettered_area);
 
 alarm 60;    # nothing here may hang
 
@@ -198,6 +202,50 @@ uwsgi::sharedarea_write($nid, 0, 'named');
 is(uwsgi::sharedarea_read($nid, 0, 5), 'named', 'named area round trip');
 unlink "/dev/shm/$name";
 
-is(SharedArea::count(), 4, 'count() sees every area');
+# --- numeric arguments: what uWSGI takes as a number, and what it refuses -------
+
+my ($rid, $RDATA) = lettered_area(16384);
+sub want { my ($pos, $len) = @_; substr($RDATA, $pos, $len) }
+
+{
+    # Objects that are numbers (Math::BigInt, "use bigint" literals) are taken
+    # through their numeric value, as uWSGI's SvIV does.
+    require Math::BigInt;
+    my ($r, $e) = (undef, '');
+    $e = err_of(sub { $r = uwsgi::sharedarea_read(Math::BigInt->new($rid), Math::BigInt->new(2), Math::BigInt->new(3)) });
+    is($e, '', 'Math::BigInt id/pos/len are numbers (uWSGI takes them through SvIV)');
+    is($r, want(2, 3), '... and read the right bytes');
+    $e = err_of(sub { uwsgi::sharedarea_write64($rid, 16000, Math::BigInt->new('9000000000000000000')) });
+    is($e, '', 'a Math::BigInt value for write64 is a number');
+    is(eval { uwsgi::sharedarea_read64($rid, 16000) }, '9000000000000000000', '... written exactly (no float rounding)');
+    my $e2 = err_of(sub { eval q{ use bigint; uwsgi::sharedarea_inc64(0 + $rid, 16008, 1); 1 } or die $@ });
+    is($e2, '', 'under "use bigint" literal arguments work (an app written for uWSGI runs unchanged)');
+    uwsgi::sharedarea_write($rid, 16000, substr($RDATA, 16000, 16));
+}
+{
+    # A plain reference is not a number.
+    like(err_of(sub { uwsgi::sharedarea_read($rid, [1], 1) }),
+        qr/^sharedarea_read: area $rid: position is a reference, not a number/, 'a plain array ref as position dies');
+}
+{
+    require Scalar::Util;
+    is(uwsgi::sharedarea_read($rid, Scalar::Util::dualvar(1, 'x'), 2), want(1, 2), 'a dualvar position is its number');
+    is(uwsgi::sharedarea_read($rid, ' 1 ', 2), want(1, 2), 'a position with spaces around the digits');
+    like(err_of(sub { uwsgi::sharedarea_read($rid, "1\0", 2) }), qr/^sharedarea_read: area $rid: position "1\\0" is not a number/,
+        'a position with a NUL is not a number');
+    like(err_of(sub { uwsgi::sharedarea_read($rid, v1, 2) }), qr/^sharedarea_read: area $rid: position .* is not a number/,
+        'a vstring position is not a number');
+    uwsgi::sharedarea_write($rid, 100, v65.66);
+    is(uwsgi::sharedarea_read($rid, 100, 2), 'AB', 'a vstring as data is its bytes');
+    my $e9 = "\xe9";
+    utf8::upgrade($e9);
+    uwsgi::sharedarea_write($rid, 100, $e9);
+    is(uwsgi::sharedarea_read($rid, 100, 2), "\xc3\xa9", 'an upgraded latin-1 string is written as its internal (UTF-8) bytes, as uWSGI');
+    uwsgi::sharedarea_write($rid, 100, substr($RDATA, 100, 2));
+    "x1y" =~ /(\d)/;
+    is(uwsgi::sharedarea_read($rid, $1, 2), want(1, 2), 'a $1 capture as position');
+}
+
+is(SharedArea::count(), 5, 'count() sees every area');
 
 done_testing();

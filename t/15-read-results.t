@@ -2,13 +2,17 @@
 # perl can keep it (assignment, push, lists, map, sort, references, sub
 # returns, recursion, aliases in foreach/map/@_) keeps what was read then,
 # whatever later calls of the same call site read, and changing a kept value
-# never leaks into the next call.  Small and large results alike.
+# never leaks into the next call.  Small and large results alike, on both
+# sides of the 4096 bytes a call site keeps in its own target.
 use strict;
 use warnings;
 use Test::More;
 
 BEGIN { delete $ENV{UWSGI_SHAREDAREA} }
 use SharedArea;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use SharedAreaTest::Area qw(lettered_area);
 
 alarm 60;
 
@@ -141,6 +145,51 @@ put('ABCDEFGH');
         push @got, $v;
     }
     is_deeply(\@got, [ 'AB', undef, 'CD' ], 'a croak in between changes no result');
+}
+
+
+# --- results of 4095, 4096 and 4097 bytes (the size kept in the call's own target) ---
+
+my ($rid, $RDATA) = lettered_area(16384);
+sub want { my ($pos, $len) = @_; substr($RDATA, $pos, $len) }
+
+for my $len (4095, 4096, 4097) {
+    my $r;
+    $r = sub { my $d = shift; $d ? (uwsgi::sharedarea_read($rid, $d, $len), $r->($d - 1)) : () };
+    my @got = $r->(3);
+    is_deeply([ map { length } @got ], [ ($len) x 3 ], "recursion, len $len: lengths");
+    is_deeply(\@got, [ map { want($_, $len) } 3, 2, 1 ], "recursion, len $len: each its own bytes");
+
+    my @s = sort { uwsgi::sharedarea_read($rid, $b, $len) cmp uwsgi::sharedarea_read($rid, $a, $len) } 0 .. 4;
+    is_deeply(\@s, [ 4, 3, 2, 1, 0 ], "sort block, len $len");
+
+    my @refs;
+    push @refs, \uwsgi::sharedarea_read($rid, $_, $len) for 0 .. 2;
+    is_deeply([ map { $$_ } @refs ], [ map { want($_, $len) } 0 .. 2 ], "references to results, len $len");
+
+    my @closures = map { my $i = $_; sub { uwsgi::sharedarea_read($rid, $i, $len) } } 0 .. 2;
+    is_deeply([ map { $_->() } @closures ], [ map { want($_, $len) } 0 .. 2 ], "closures, len $len");
+
+    my $goto = sub { goto &uwsgi::sharedarea_read };
+    is_deeply([ $goto->($rid, 0, $len), $goto->($rid, 1, $len) ], [ want(0, $len), want(1, $len) ],
+        "goto &uwsgi::sharedarea_read, len $len");
+
+    # A result aliased by foreach and changed every way perl allows: the next
+    # call of the same call site still returns a clean byte string.
+    my @seen;
+    for my $i (0 .. 5) {
+        for (uwsgi::sharedarea_read($rid, $i, $len)) {
+            push @seen, $_;
+            no warnings;
+            if    ($i == 0) { s/^.{50}//s }
+            elsif ($i == 1) { utf8::upgrade($_); $_ .= "\x{263a}" }
+            elsif ($i == 2) { $_ = \@seen }
+            elsif ($i == 3) { $_ = *STDOUT }
+            elsif ($i == 4) { pos($_) = 3; $_ = 1.5 }
+        }
+    }
+    is_deeply(\@seen, [ map { want($_, $len) } 0 .. 5 ], "foreach alias mutated (chop, utf8, ref, glob, pos), len $len");
+    ok(!grep({ utf8::is_utf8($_) } @seen), "... every result a byte string");
 }
 
 done_testing();

@@ -6,11 +6,15 @@
 # name, &-calls, code references and the debugger reach what perl would call.
 use strict;
 use warnings;
+use Config;
 use Test::More;
 use B::Deparse;
 
 BEGIN { delete $ENV{UWSGI_SHAREDAREA} }
 use SharedArea;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use SharedAreaTest::Area qw(err_of lettered_area);
 
 alarm 60;
 
@@ -108,6 +112,55 @@ is(r64($id, 8), 0x1234, 'after the local: the function again');
     local $ENV{PERLDB_OPTS} = '';
     my $out = `$^X @inc -It/lib -d:SharedAreaCalls -e '$prog' 2>&1`;
     is($out, "3,2\n", 'under perl -d every call goes through DB::sub');
+}
+
+# --- more ways to call: local, code refs, string eval, methods, &name;, threads ---
+
+my ($rid, $RDATA) = lettered_area(16384);
+sub want { my ($pos, $len) = @_; substr($RDATA, $pos, $len) }
+
+{
+    no warnings 'redefine';
+    {
+        local *uwsgi::sharedarea_read = sub { 'LOCAL' };
+        is(uwsgi::sharedarea_read($rid, 0, 3), 'LOCAL', 'local *uwsgi::sharedarea_read: the local sub is called');
+        local *uwsgi::sharedarea_read8 = \&SharedArea::sharedarea_read16;
+        is(uwsgi::sharedarea_read8($rid, 0), unpack('s', want(0, 2)), 'read8 pointed at read16 (same ALIAS group): read16 runs');
+    }
+    is(uwsgi::sharedarea_read($rid, 0, 3), want(0, 3), '... restored after the scope');
+    my $c = \&uwsgi::sharedarea_read;
+    is($c->($rid, 0, 2) . &$c($rid, 2, 2), want(0, 4), 'calls through a code ref');
+    is(eval 'uwsgi::sharedarea_read($rid, 1, 2)', want(1, 2), 'string eval');
+    like(err_of(sub { uwsgi->sharedarea_read(0, 3) }), qr/^sharedarea_read: area id "uwsgi" is not a number/,
+        'method-call syntax passes the class as the id (dies clearly)');
+    my $amp = sub { &uwsgi::sharedarea_read };
+    is($amp->($rid, 3, 2), want(3, 2), '&name; with the caller\'s @_');
+    my $x = (uwsgi::sharedarea_read($rid, 0, 1), uwsgi::sharedarea_read($rid, 1, 1));
+    is($x, want(1, 1), 'comma operator in scalar context');
+    my $n = () = uwsgi::sharedarea_read8($rid, 0);
+    is($n, 1, 'one value in list context');
+}
+
+SKIP: {
+    skip 'perl without ithreads', 2 unless $Config{useithreads};
+    require threads;
+    my @t = map {
+        my $k = $_;
+        threads->create(sub {
+            my $ok = 0;
+            for my $i (0 .. 500) {
+                my $p = ($i * 7 + $k) % 10000;
+                my $l = 4095 + $i % 3;
+                my $v = uwsgi::sharedarea_read($rid, $p, $l);
+                $ok++ if $v eq substr($RDATA, $p, $l);
+                uwsgi::sharedarea_inc64($rid, 16100);
+            }
+            return $ok;
+        });
+    } 0 .. 3;
+    is_deeply([ map { $_->join } @t ], [ (501) x 4 ], 'threads: direct calls at the TARG boundary read the right bytes');
+    my $e = threads->create(sub { err_of(sub { uwsgi::sharedarea_read($rid, length($RDATA) - 4, 10) }) })->join;
+    like($e, qr/^sharedarea_read: area $rid: 10 bytes at 16380 run past the end/, 'threads: an error names this thread\'s failure');
 }
 
 # --- undefined: perl's own error ----------------------------------------------------------

@@ -1,7 +1,8 @@
 # sharedarea_readfast: reads into the caller's own buffer, grows it only when
 # too small, never reallocates a buffer that is large enough, leaves exactly
 # the bytes read as a byte string, and never writes into read-only or shared
-# (copy-on-write) strings.
+# (copy-on-write) strings; odd buffers (captures, substr, missing elements,
+# numbers, ties, globs) get the bytes or a clear error.
 use strict;
 use warnings;
 use Test::More;
@@ -9,6 +10,9 @@ use B ();
 
 BEGIN { delete $ENV{UWSGI_SHAREDAREA} }
 use SharedArea;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use SharedAreaTest::Area qw(err_of lettered_area);
 
 alarm 60;
 
@@ -151,5 +155,81 @@ is(uwsgi::sharedarea_readfast($id, 5, $buf), 15, 'len omitted stops at used');
 is(uwsgi::sharedarea_readfast($id, 30, $buf), 0, 'nothing past used');
 is($buf, '', '... an empty string');
 SharedArea::honour_used($id, 0);
+
+
+# --- odd buffers: captures, substr, missing elements, numbers, ties, globs ---------
+
+my ($rid, $RDATA) = lettered_area(16384);
+sub want { my ($pos, $len) = @_; substr($RDATA, $pos, $len) }
+
+{
+    # A capture variable is no buffer: the error names readfast, not perl's
+    # "Modification of a read-only value attempted".
+    my $e = err_of(sub { "xyz" =~ /(y)/; uwsgi::sharedarea_readfast($rid, 0, $1, 4) });
+    like($e, qr/^sharedarea_readfast: area $rid: the buffer is a special variable/, 'readfast into $1 dies naming sharedarea_readfast');
+}
+{
+    # substr() past the end of its string as the buffer: perl's own set-magic
+    # refuses it ("substr outside of string") after the bytes were copied into a
+    # private buffer, so the string and the area are left as they were.
+    my $s = 'ab';
+    my $e = err_of(sub { no warnings; uwsgi::sharedarea_readfast($rid, 0, substr($s, 5, 1), 3) });
+    like($e, qr/substr outside of string/, 'readfast into substr() past the end of its string dies (perl\'s own error)');
+    is($s, 'ab', '... the string is unchanged');
+    is(uwsgi::sharedarea_read($rid, 0, 16384), $RDATA, '... and so is the area');
+}
+{
+    my $s = '0123456789';
+    is(uwsgi::sharedarea_readfast($rid, 0, substr($s, 2, 3), 4), 4, 'readfast into substr lvalue: count');
+    is($s, '01ABCD56789', '... the substring is replaced by the bytes read');
+
+    my @a;
+    uwsgi::sharedarea_readfast($rid, 1, $a[3], 5000);
+    is(scalar(@a), 4, 'readfast into a missing array element vivifies it');
+    is($a[3], want(1, 5000), '... with the bytes read (5000)');
+
+    my %h;
+    uwsgi::sharedarea_readfast($rid, 2, $h{k}, 4);
+    is_deeply(\%h, { k => want(2, 4) }, 'readfast into a missing hash element vivifies it');
+
+    my $n = 12345.5;
+    uwsgi::sharedarea_readfast($rid, 0, $n, 3);
+    ok(!utf8::is_utf8($n) && $n eq 'ABC', 'readfast into a number leaves the bytes');
+    { no warnings; is($n + 0, 0, '... and no stale number'); }
+
+    my $u = "\x{263a}" x 100;
+    uwsgi::sharedarea_readfast($rid, 3, $u, 8);
+    ok(!utf8::is_utf8($u), 'readfast into a UTF-8 string leaves a byte string');
+    is($u, want(3, 8), '... of the bytes read');
+
+    my $p = 5;
+    is(uwsgi::sharedarea_readfast($rid, $p, $p, 3), 3, 'readfast with the buffer aliased to the position');
+    is($p, want(5, 3), '... reads from the position given, then overwrites it');
+
+    my $f = sub { uwsgi::sharedarea_readfast($rid, 0, $_[0], 4097) };
+    my $x = 0;
+    $f->($x);
+    is($x, want(0, 4097), 'readfast into $_[0] writes the caller\'s variable');
+
+    {
+        package SharedAreaTest::TiedScalar;
+        sub TIESCALAR { my ($c, $v) = @_; bless { v => $v, fetch => 0, store => 0 }, $c }
+        sub FETCH     { $_[0]{fetch}++; $_[0]{v} }
+        sub STORE     { $_[0]{store}++; $_[0]{v} = $_[1] }
+    }
+    my $t = tie my $tb, 'SharedAreaTest::TiedScalar', 42;
+    is(uwsgi::sharedarea_readfast($rid, 7, $tb, 5000), 5000, 'readfast into a tied scalar');
+    is($t->{v}, want(7, 5000), '... STOREs the bytes read');
+    is($t->{store}, 1, '... once');
+    my $tp = tie my $tpos, 'SharedAreaTest::TiedScalar', 9;
+    is(uwsgi::sharedarea_read($rid, $tpos, 2), want(9, 2), 'a tied position is FETCHed');
+    is($tp->{fetch}, 1, '... once');
+
+    my $g = *STDOUT;
+    like(err_of(sub { uwsgi::sharedarea_readfast($rid, 0, $g, 3) }), qr/^sharedarea_readfast: area $rid: /,
+        'readfast into a glob dies naming the function');
+    like(err_of(sub { uwsgi::sharedarea_readfast($rid, 0, "lit", 3) }), qr/^sharedarea_readfast: area $rid: .*read-only/,
+        'readfast into a literal dies: read-only');
+}
 
 done_testing();

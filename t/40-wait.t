@@ -1,5 +1,7 @@
 # sharedarea_wait: woken by the update itself (not polling), timeouts in
-# seconds with fractions, signals run their handlers promptly.
+# seconds with fractions, signals run their handlers promptly (also handlers
+# that redefine themselves or wait), and a stream of signals neither ends,
+# shortens nor restarts a timeout.
 use strict;
 use warnings;
 use Test::More;
@@ -8,6 +10,9 @@ use POSIX ();
 
 BEGIN { delete $ENV{UWSGI_SHAREDAREA} }
 use SharedArea;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use SharedAreaTest::Area qw(err_of);
 
 my $id = SharedArea::init('1');
 
@@ -152,6 +157,44 @@ like($err, qr/timed out/, 'a failed write does not wake a waiter');
     waitpid $pid, 0;
     is($ok, 1, 'several signals during one wait: it still returns on the update');
     cmp_ok($ran, '>=', 1, "... and the handler ran ($ran)");
+}
+alarm 60;
+
+# --- handlers that redefine themselves or wait; a stream of signals --------------
+
+{
+    my $ran = 0;
+    local $SIG{USR1};
+    $SIG{USR1} = sub {
+        $ran++;
+        $SIG{USR1} = sub { $ran += 10 };                        # redefines itself
+        eval { uwsgi::sharedarea_wait($id, 0, 0.05) };          # and waits itself
+    };
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if (!$pid) {
+        sleep(0.1); kill USR1 => getppid;
+        sleep(0.1); kill USR1 => getppid;
+        sleep(0.1); uwsgi::sharedarea_update($id);
+        POSIX::_exit(0);
+    }
+    my $t = time;
+    my $e = err_of(sub { uwsgi::sharedarea_wait($id, 0, 5) });
+    my $took = time - $t;
+    waitpid $pid, 0;
+    is($e, '', 'wait survives a handler that redefines itself and waits re-entrantly');
+    is($ran, 11, '... both handlers ran');
+    cmp_ok($took, '<', 2, '... and the update still woke it');
+
+    local $SIG{ALRM} = sub { };
+    Time::HiRes::ualarm(10_000, 10_000);
+    $t = time;
+    $e = err_of(sub { uwsgi::sharedarea_wait($id, 0, 0.4) });
+    $took = time - $t;
+    Time::HiRes::ualarm(0);
+    like($e, qr/^sharedarea_wait: area 0: timed out after 0.4 s/, 'a stream of signals does not stop a timeout');
+    cmp_ok($took, '>=', 0.38, '... nor shorten it');
+    cmp_ok($took, '<', 1.5, '... nor restart it on every signal');
 }
 alarm 60;
 

@@ -1,6 +1,7 @@
 # The XS entry points SharedArea::WebSocket sends through: one RFC 6455
 # server frame per call, from Perl bytes or straight from an area, on a
-# socketpair whose other end this test reads byte by byte.
+# socketpair whose other end this test reads byte by byte; and the message
+# values uwsgi::websocket_send takes (overloaded objects, wide strings).
 use strict;
 use warnings;
 use Test::More;
@@ -10,6 +11,9 @@ use POSIX ();
 
 BEGIN { delete $ENV{UWSGI_SHAREDAREA} }
 use SharedArea;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use SharedAreaTest::Area qw(err_of);
 
 alarm 60;
 
@@ -17,6 +21,7 @@ my $id   = SharedArea::init('1');
 my $size = SharedArea::info($id)->{size};
 my $data = join '', map { chr(($_ * 31 + 7) % 256) } 0 .. $size - 1;
 uwsgi::sharedarea_write($id, 0, $data);
+
 
 sub pair {
     socketpair(my $server, my $client, AF_UNIX, SOCK_STREAM, PF_UNSPEC) or die "socketpair: $!";
@@ -107,6 +112,52 @@ $c->blocking(0);
 my $junk = '';
 sysread $c, $junk, 100;
 is($junk, '', 'the failed sends wrote nothing');
+
+# --- uwsgi::websocket_send with odd message values, on a socketpair session -------
+{
+    my ($client, $server);
+    {
+        socketpair($client, $server, AF_UNIX, SOCK_STREAM, PF_UNSPEC) or die "socketpair: $!";
+        $_->autoflush(1) for $client, $server;
+    }
+    my $env = {
+        REQUEST_METHOD => 'GET', SERVER_PROTOCOL => 'HTTP/1.1', HTTP_UPGRADE => 'websocket',
+        HTTP_SEC_WEBSOCKET_VERSION => 13, HTTP_SEC_WEBSOCKET_KEY => 'dGhlIHNhbXBsZSBub25jZQ==',
+        'psgix.io' => $server, 'psgi.errors' => \*STDERR,
+    };
+    sub client_read {
+        my $buf = '';
+        my $rin = '';
+        vec($rin, fileno($client), 1) = 1;
+        while (select(my $r = $rin, undef, undef, 0.2)) {
+            sysread($client, $buf, 65536, length $buf) or last;
+        }
+        return $buf;
+    }
+    {
+        local $SharedArea::WebSocket::ENV = $env;
+        uwsgi::websocket_handshake();
+        client_read();
+
+        {
+            package SharedAreaTest::Stringy;
+            use overload '""' => sub { ${ $_[0] } }, fallback => 1;
+        }
+        {
+            # An object with overloaded "" is sent as its string, like any string.
+            my $obj = bless \(my $s = "\x{263a}"), 'SharedAreaTest::Stringy';
+            my $e = err_of(sub { uwsgi::websocket_send($obj) });
+            is($e, '', 'websocket_send($object with overloaded "") sends its string as UTF-8');
+            is(unpack('H*', client_read()), '8103e298ba', '... as one text frame of the UTF-8 bytes');
+        }
+        # A plain character string is sent as UTF-8, a byte string as is.
+        uwsgi::websocket_send("\x{263a}");
+        is(unpack('H*', client_read()), '8103e298ba', 'websocket_send of a wide string sends its UTF-8');
+        is(err_of(sub { uwsgi::websocket_send_binary("\x{263a}") }), '',
+            'websocket_send_binary of a wide string sends (as uWSGI does)');
+        is(unpack('H*', client_read()), '8203e298ba', '... its UTF-8 bytes in one binary frame');
+    }
+}
 
 # --- the peer is gone
 close $c;
