@@ -42,22 +42,66 @@ static const char *const S_backing_names[] = {
 /* Croaking                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* croak "FNAME: area ID: <formatted cause>" (or "FNAME: <cause>" when id < 0) */
-static void S_die(pTHX_ const char *fname, IV id, const char *fmt, ...)
-    __attribute__noreturn__ __attribute__format__(__printf__, pTHX_3, pTHX_4) SA_COLD;
+/* Every failure dies with a SharedArea::Error object (see SharedArea.pm):
+ * { status => SHAREDAREA_E_*, function => FNAME, area => ID or undef,
+ *   message => CAUSE, cause => "area ID: CAUSE",
+ *   text => "FNAME: area ID: CAUSE at FILE line N.\n" }
+ * whose string is TEXT, the very text a plain croak would give, and sets
+ * $SharedArea::STATUS to the status: Perl code decides on the status, never
+ * on the wording.  AREA_IN_CAUSE: the cause already starts with
+ * "area ID: " (the core's detail), so it is not added again. */
+static void S_throw(pTHX_ const char *fname, IV id, int32_t status, SV *cause,
+                    int area_in_cause) __attribute__noreturn__ SA_COLD;
 
 static void
-S_die(pTHX_ const char *fname, IV id, const char *fmt, ...)
+S_throw(pTHX_ const char *fname, IV id, int32_t status, SV *cause, int area_in_cause)
+{
+    HV *err = newHV();
+    SV *rv = sv_2mortal(newRV_noinc((SV *)err));
+    SV *text = id >= 0 && !area_in_cause
+        ? newSVpvf("%s: area %" IVdf ": %" SVf, fname, id, SVfARG(cause))
+        : newSVpvf("%s: %" SVf, fname, SVfARG(cause));
+    SV *message = newSVsv(cause);
+    SV *placed;
+    sv_2mortal(text);
+    if (area_in_cause && id >= 0) {
+        /* the cause without the core's "area ID: ", which the area field holds */
+        SV *lead = sv_2mortal(newSVpvf("area %" IVdf ": ", id));
+        STRLEN n, ln;
+        const char *c = SvPV_const(cause, n);
+        const char *l = SvPV_const(lead, ln);
+        if (n >= ln && memEQ(c, l, ln))
+            sv_setpvn(message, c + ln, n - ln);
+    }
+    sv_setiv(get_sv("SharedArea::STATUS", GV_ADD), (IV)status);
+    (void)hv_stores(err, "status", newSViv((IV)status));
+    (void)hv_stores(err, "function", newSVpv(fname, 0));
+    (void)hv_stores(err, "area", id >= 0 ? newSViv(id) : newSV(0));
+    (void)hv_stores(err, "message", message);
+    /* the text without "FNAME: " (for wrappers that report it as their own) */
+    (void)hv_stores(err, "cause", newSVpvn(SvPVX(text) + strlen(fname) + 2,
+                                           SvCUR(text) - strlen(fname) - 2));
+    /* " at FILE line N.\n", as croak adds to a string (mess_sv: a new mortal) */
+    placed = mess_sv(text, 0);
+    (void)hv_stores(err, "text", SvREFCNT_inc_simple_NN(placed));
+    sv_bless(rv, gv_stashpvs("SharedArea::Error", GV_ADD));
+    croak_sv(rv);
+}
+
+/* die "FNAME: area ID: <formatted cause>" (or "FNAME: <cause>" when id < 0)
+ * with STATUS (see S_throw) */
+static void S_die(pTHX_ const char *fname, IV id, int32_t status, const char *fmt, ...)
+    __attribute__noreturn__ __attribute__format__(__printf__, pTHX_4, pTHX_5) SA_COLD;
+
+static void
+S_die(pTHX_ const char *fname, IV id, int32_t status, const char *fmt, ...)
 {
     va_list ap;
-    SV *msg = id >= 0
-        ? newSVpvf("%s: area %" IVdf ": ", fname, id)
-        : newSVpvf("%s: ", fname);
-    sv_2mortal(msg);
+    SV *cause = sv_2mortal(newSVpvs(""));
     va_start(ap, fmt);
-    sv_vcatpvf(msg, fmt, &ap);
+    sv_vcatpvf(cause, fmt, &ap);
     va_end(ap);
-    croak_sv(msg);
+    S_throw(aTHX_ fname, id, status, cause, 0);
 }
 
 /* The detail part of this thread's last core error: the text after the
@@ -85,8 +129,8 @@ S_croak_core(pTHX_ const char *fname, IV id, int64_t status)
 {
     const char *detail = S_core_detail();
     if (detail)
-        Perl_croak(aTHX_ "%s: %s", fname, detail);
-    S_die(aTHX_ fname, id, "%s", sharedarea_strerror((int32_t)status));
+        S_throw(aTHX_ fname, id, (int32_t)status, sv_2mortal(newSVpv(detail, 0)), 1);
+    S_die(aTHX_ fname, id, (int32_t)status, "%s", sharedarea_strerror((int32_t)status));
 }
 
 static void S_croak_usage(pTHX_ const char *usage) __attribute__noreturn__ SA_COLD;
@@ -335,20 +379,20 @@ S_croak_arg(pTHX_ const char *fname, IV id, const char *what, SV *sv,
 {
     switch (st) {
     case ARG_UNDEF:
-        S_die(aTHX_ fname, id, "%s is undef", what);
+        S_die(aTHX_ fname, id, SHAREDAREA_E_INVALID_ARGUMENT, "%s is undef", what);
     case ARG_REF:
-        S_die(aTHX_ fname, id, "%s is a reference, not a number", what);
+        S_die(aTHX_ fname, id, SHAREDAREA_E_INVALID_ARGUMENT, "%s is a reference, not a number", what);
     case ARG_NOT_NUMBER:
-        S_die(aTHX_ fname, id, "%s %s is not a number", what, S_show(aTHX_ sv, st));
+        S_die(aTHX_ fname, id, SHAREDAREA_E_INVALID_ARGUMENT, "%s %s is not a number", what, S_show(aTHX_ sv, st));
     case ARG_NOT_FINITE:
-        S_die(aTHX_ fname, id, "%s %s is not a finite number", what, S_show(aTHX_ sv, st));
+        S_die(aTHX_ fname, id, SHAREDAREA_E_INVALID_ARGUMENT, "%s %s is not a finite number", what, S_show(aTHX_ sv, st));
     case ARG_NEGATIVE:
-        S_die(aTHX_ fname, id, "%s %s is negative", what, S_show(aTHX_ sv, st));
+        S_die(aTHX_ fname, id, SHAREDAREA_E_INVALID_ARGUMENT, "%s %s is negative", what, S_show(aTHX_ sv, st));
     case ARG_NOT_INTEGER:
-        S_die(aTHX_ fname, id, "%s %s is not an integer", what, S_show(aTHX_ sv, st));
+        S_die(aTHX_ fname, id, SHAREDAREA_E_INVALID_ARGUMENT, "%s %s is not an integer", what, S_show(aTHX_ sv, st));
     case ARG_TOO_BIG:
     default:
-        S_die(aTHX_ fname, id, "%s %s %s", what, S_show(aTHX_ sv, st), too_big);
+        S_die(aTHX_ fname, id, SHAREDAREA_E_OUT_OF_RANGE, "%s %s %s", what, S_show(aTHX_ sv, st), too_big);
     }
 }
 
@@ -394,7 +438,7 @@ S_arg_id_slow(pTHX_ const char *fname, SV *sv)
     case ARG_NOT_INTEGER:
     case ARG_NOT_FINITE:
     case ARG_TOO_BIG:
-        S_die(aTHX_ fname, -1, "area %s does not exist", S_show(aTHX_ sv, st));
+        S_die(aTHX_ fname, -1, SHAREDAREA_E_NO_SUCH_AREA, "area %s does not exist", S_show(aTHX_ sv, st));
     default:
         S_croak_arg(aTHX_ fname, -1, "area id", sv, st, "");
     }
@@ -488,7 +532,7 @@ S_arg_bytes_slow(pTHX_ const char *fname, IV id, const char *what, SV *sv, STRLE
 {
     SvGETMAGIC(sv);
     if (!SvOK(sv))
-        S_die(aTHX_ fname, id, "%s is undef", what);
+        S_die(aTHX_ fname, id, SHAREDAREA_E_INVALID_ARGUMENT, "%s is undef", what);
     return SvPV_nomg_const(sv, *len);
 }
 
@@ -505,7 +549,7 @@ S_extent(pTHX_ const char *fname, int32_t id, uint64_t pos, uint64_t len)
     if (st < 0)
         S_croak_core(aTHX_ fname, id, st);
     if (n >= (uint64_t)SSize_t_MAX)
-        S_die(aTHX_ fname, id, "%" UVuf " bytes do not fit in a Perl string", (UV)n);
+        S_die(aTHX_ fname, id, SHAREDAREA_E_OUT_OF_RANGE, "%" UVuf " bytes do not fit in a Perl string", (UV)n);
     return n;
 }
 
@@ -561,14 +605,14 @@ S_readfast(pTHX_ const char *fname, SV *id_sv, SV *pos_sv, SV *buf, SV *len_sv)
 
     SvGETMAGIC(buf);
     if (SvREADONLY(buf))
-        S_die(aTHX_ fname, id,
+        S_die(aTHX_ fname, id, SHAREDAREA_E_INVALID_ARGUMENT,
               "Modification of a read-only value attempted (the buffer is read-only)");
     if (SvROK(buf))
-        S_die(aTHX_ fname, id, "the buffer is a reference, not a string");
+        S_die(aTHX_ fname, id, SHAREDAREA_E_INVALID_ARGUMENT, "the buffer is a reference, not a string");
     if (isGV_with_GP(buf) || SvTYPE(buf) >= SVt_PVAV)
-        S_die(aTHX_ fname, id, "the buffer is not a plain scalar");
+        S_die(aTHX_ fname, id, SHAREDAREA_E_INVALID_ARGUMENT, "the buffer is not a plain scalar");
     if (SvSMAGICAL(buf) && mg_find(buf, PERL_MAGIC_sv))
-        S_die(aTHX_ fname, id,
+        S_die(aTHX_ fname, id, SHAREDAREA_E_INVALID_ARGUMENT,
               "the buffer is a special variable ($1, $&, ...): give a plain scalar");
 
     n = S_extent(aTHX_ fname, id, pos, len);
@@ -748,7 +792,7 @@ S_wait(pTHX_ const char *fname, SV *id_sv, SV *freq_sv, SV *timeout_sv)
             break;
         S_croak_core(aTHX_ fname, id, st);
     }
-    S_die(aTHX_ fname, id, "timed out after %" NVgf " s", timeout);
+    S_die(aTHX_ fname, id, SHAREDAREA_E_TIMED_OUT, "timed out after %" NVgf " s", timeout);
 }
 
 enum { OP_UPDATE, OP_RLOCK, OP_WLOCK, OP_UNLOCK };
@@ -799,7 +843,7 @@ S_croak_lock_timeout(pTHX_ const char *fname, int32_t id, int64_t total_ms, int6
         else
             sv_catpv(msg, who);
     }
-    S_die(aTHX_ fname, id, "%" SVf, SVfARG(msg));
+    S_die(aTHX_ fname, id, SHAREDAREA_E_TIMED_OUT, "%" SVf, SVfARG(msg));
 }
 
 static int32_t
@@ -886,7 +930,7 @@ S_init(pTHX_ const char *fname, SV *spec_sv)
     const char *spec = S_arg_bytes(aTHX_ fname, -1, "spec", spec_sv, &len);
     int32_t id;
     if (memchr(spec, '\0', len))
-        S_die(aTHX_ fname, -1, "spec contains a NUL byte");
+        S_die(aTHX_ fname, -1, SHAREDAREA_E_INVALID_SPEC, "spec contains a NUL byte");
     /* a private NUL-terminated copy for C */
     id = sharedarea_init(SvPVX(sv_2mortal(newSVpvn(spec, len))));
     if (id < 0)
@@ -981,7 +1025,7 @@ S_arg_fd(pTHX_ const char *fname, SV *fd_sv)
 {
     uint64_t fd = S_arg_u64(aTHX_ fname, -1, "file descriptor", fd_sv);
     if (fd > (uint64_t)INT32_MAX)
-        S_die(aTHX_ fname, -1, "file descriptor %" UVuf " is out of range", (UV)fd);
+        S_die(aTHX_ fname, -1, SHAREDAREA_E_INVALID_ARGUMENT, "file descriptor %" UVuf " is out of range", (UV)fd);
     return (int32_t)fd;
 }
 
@@ -990,7 +1034,7 @@ S_arg_opcode(pTHX_ const char *fname, SV *op_sv)
 {
     uint64_t op = S_arg_u64(aTHX_ fname, -1, "opcode", op_sv);
     if (op > 15)
-        S_die(aTHX_ fname, -1, "opcode %" UVuf " is not a WebSocket opcode (0..15)", (UV)op);
+        S_die(aTHX_ fname, -1, SHAREDAREA_E_INVALID_ARGUMENT, "opcode %" UVuf " is not a WebSocket opcode (0..15)", (UV)op);
     return (uint8_t)op;
 }
 
@@ -1009,8 +1053,8 @@ static void
 S_croak_ws(pTHX_ const char *fname, IV id, int64_t st)
 {
     S_set_ws_status(aTHX_ st);
-    if (st == SHAREDAREA_E_PEER_CLOSED)
-        Perl_croak(aTHX_ "%s: the peer closed the connection", fname);
+    if (st == SHAREDAREA_E_PEER_CLOSED)     /* the condition's one text: the core's */
+        S_die(aTHX_ fname, -1, (int32_t)st, "%s", sharedarea_strerror((int32_t)st));
     S_croak_core(aTHX_ fname, id, st);
 }
 
@@ -1540,7 +1584,7 @@ remove(...)
         const char *name = S_arg_bytes(aTHX_ "SharedArea::remove", -1, "name", ST(0), &len);
         int32_t st;
         if (memchr(name, '\0', len))
-            S_die(aTHX_ "SharedArea::remove", -1, "name contains a NUL byte");
+            S_die(aTHX_ "SharedArea::remove", -1, SHAREDAREA_E_INVALID_ARGUMENT, "name contains a NUL byte");
         st = sharedarea_unlink(SvPVX(sv_2mortal(newSVpvn(name, len))));
         if (st < 0)
             S_croak_core(aTHX_ "SharedArea::remove", -1, st);
@@ -1614,6 +1658,24 @@ _ws_statuses(...)
     mPUSHs(newSVpvs("CONNECTION_FAILED")); mPUSHi(SHAREDAREA_E_CONNECTION_FAILED);
     mPUSHs(newSVpvs("TIMED_OUT"));         mPUSHi(SHAREDAREA_E_TIMED_OUT);
     mPUSHs(newSVpvs("INTERRUPTED"));       mPUSHi(SHAREDAREA_E_INTERRUPTED);
+
+void
+_statuses(...)
+  PPCODE:
+    /* every status by name (SharedArea::Error's names and constants): the
+     * header's SHAREDAREA_* constants without their prefix */
+    S_check_items(aTHX_ items, 0, 0, "SharedArea::_statuses()");
+    EXTEND(SP, 32);
+#define SA_STATUS(name) mPUSHs(newSVpvs(#name)); mPUSHi(SHAREDAREA_##name)
+    SA_STATUS(OK);                 SA_STATUS(RECOVERED);
+    SA_STATUS(E_NO_SUCH_AREA);     SA_STATUS(E_OUT_OF_RANGE);
+    SA_STATUS(E_INVALID_SPEC);     SA_STATUS(E_IO);
+    SA_STATUS(E_TIMED_OUT);        SA_STATUS(E_LOCK_MISUSE);
+    SA_STATUS(E_INTERRUPTED);      SA_STATUS(E_NULL_POINTER);
+    SA_STATUS(E_INVALID_ARGUMENT); SA_STATUS(E_PANIC);
+    SA_STATUS(E_LIMIT);            SA_STATUS(E_PEER_CLOSED);
+    SA_STATUS(E_NOT_AN_AREA);      SA_STATUS(E_CONNECTION_FAILED);
+#undef SA_STATUS
 
 void
 notify_fd(...)

@@ -4,6 +4,8 @@
 use strict;
 use warnings;
 use Test::More;
+use POSIX ();
+use Time::HiRes qw(time);
 
 BEGIN { delete $ENV{UWSGI_SHAREDAREA} }
 use SharedArea;
@@ -227,6 +229,136 @@ for my $case (@cases) {
 }
 
 # the area still works after all that
+# --- what a failure tells besides its text ---------------------------------------
+# Every failure dies with a SharedArea::Error: its string is the message above,
+# and status, name, function, area and message tell Perl code what failed
+# without reading the English.
+{
+    my %code = SharedArea::_statuses();
+    my %want;
+    open my $h, '<', 'include/sharedarea.h' or die "include/sharedarea.h: $!";
+    while (<$h>) {
+        $want{$1} = $2 if /^#define SHAREDAREA_((?:E_\w+|OK|RECOVERED)) (-?\d+)$/;
+    }
+    close $h;
+    ok(scalar(keys %want) >= 14, 'the header defines the statuses');
+    is_deeply(\%code, \%want, 'SharedArea::_statuses() is every status of the C header, by name');
+
+    my @cases = (
+        [ sub { uwsgi::sharedarea_read($id, $S - 2, 16) }, 'E_OUT_OF_RANGE', 'sharedarea_read', $id,
+          "16 bytes at @{[ $S - 2 ]} run past the end ($S bytes)" ],
+        [ sub { uwsgi::sharedarea_write8($id, -1, 1) }, 'E_INVALID_ARGUMENT', 'sharedarea_write8', $id,
+          'position -1 is negative' ],
+        [ sub { uwsgi::sharedarea_read(7, 0, 1) }, 'E_NO_SUCH_AREA', 'sharedarea_read', 7, undef ],
+        [ sub { uwsgi::sharedarea_read(-1, 0, 1) }, 'E_NO_SUCH_AREA', 'sharedarea_read', undef,
+          'area -1 does not exist' ],
+        [ sub { uwsgi::sharedarea_wait($id, 0, 0.01) }, 'E_TIMED_OUT', 'sharedarea_wait', $id,
+          'timed out after 0.01 s' ],
+        [ sub { SharedArea::init('pages=0') }, 'E_INVALID_SPEC', 'SharedArea::init', undef, undef ],
+        [ sub { my $b = ''; uwsgi::sharedarea_readfast($id, 0, "lit", 1) }, 'E_INVALID_ARGUMENT',
+          'sharedarea_readfast', $id, undef ],
+    );
+    for my $c (@cases) {
+        my ($code, $name, $function, $area, $message) = @$c;
+        $SharedArea::STATUS = 0;
+        ok(!eval { $code->(); 1 }, "$function ($name) dies");
+        my $e = $@;
+        isa_ok($e, 'SharedArea::Error', "... $name");
+        is($e->name, $name, "... name $name");
+        is($e->status, $code{$name}, '... status is the number of that name');
+        is(SharedArea::Error->code($name), $code{$name}, '... SharedArea::Error->code gives it too');
+        is($SharedArea::STATUS, $code{$name}, '... and $SharedArea::STATUS holds it');
+        is($e->function, $function, "... function $function");
+        is($e->area, $area, '... area ' . (defined $area ? $area : 'undef'));
+        is($e->message, $message, "... message") if defined $message;
+        my $text = "$e";
+        my $lead = defined $area ? "$function: area $area: " : "$function: ";
+        is(substr($text, 0, length $lead), $lead, '... the text begins with the function and area');
+        like($text, qr/\Q${\ $e->message }\E at \Q$0\E line \d+\.\n\z/, '... then the message and the caller\'s line, as croak');
+        like($e, qr/^\Q$function\E: /, '... $@ =~ matches the text');
+        ok($e eq $text && "prefix $e" eq "prefix $text", '... and it compares and joins as the text');
+    }
+
+    # Uncaught, it prints exactly its text, as a plain croak would.
+    my $out = `$^X -Mblib -e 'use SharedArea "1"; uwsgi::sharedarea_read(0, 0, 1e9)' 2>&1`;
+    is($out, "sharedarea_read: area 0: 1000000000 bytes at 0 run past the end (4096 bytes) at -e line 1.\n",
+       'an uncaught failure prints its text');
+
+    # A lock guard reports the lock's failure as its own, at the caller's line.
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        my $g = SharedArea::wlock_guard($id);
+        select(undef, undef, undef, 1);
+        undef $g;
+        POSIX::_exit(0);
+    }
+    my $t = time + 5;
+    select(undef, undef, undef, 0.02) until (eval { uwsgi::sharedarea_rlock($id, 0); uwsgi::sharedarea_unlock($id); 0 } // 1) || time > $t;
+    my $line = __LINE__ + 1;
+    my $ok = eval { my $g = SharedArea::rlock_guard($id, 0.05); 1 };
+    my $e = $@;
+    waitpid $pid, 0;
+    ok(!$ok, 'rlock_guard behind a writer times out');
+    isa_ok($e, 'SharedArea::Error', '... with a SharedArea::Error');
+    is($e->name, 'E_TIMED_OUT', '... E_TIMED_OUT');
+    is($e->function, 'SharedArea::rlock_guard', '... naming rlock_guard');
+    like("$e", qr/^SharedArea::rlock_guard: area $id: timed out after 0.05 s waiting for the lock.* at \Q$0\E line $line\.\n\z/s,
+         '... in its text too, at the caller\'s line');
+}
+
+# --- decisions are made on the status, not on the wording -----------------------
+# Every text reworded (as if src/status.rs and the XS said it differently): what
+# the Perl layer does with a failure stays the same.
+{
+    no warnings 'redefine';
+    local *SharedArea::Error::_cause = sub { 'reworded cause' };
+    my $orig = overload::Method('SharedArea::Error', '""');
+    {
+        package SharedArea::Error;
+        overload->import('""' => sub { 'REWORDED ' . $_[0]{status} }, fallback => 1);
+    }
+    like(eval { uwsgi::sharedarea_read($id, $S, 1) } // "$@", qr/^REWORDED -\d+\z/, 'reworded: the texts are reworded');
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        my $g = SharedArea::wlock_guard($id);
+        select(undef, undef, undef, 1);
+        undef $g;
+        POSIX::_exit(0);
+    }
+    my $t = time + 5;
+    select(undef, undef, undef, 0.02) until (eval { uwsgi::sharedarea_rlock($id, 0); uwsgi::sharedarea_unlock($id); 0 } // 1) || time > $t;
+    my $ok = eval { my $g = SharedArea::rlock_guard($id, 0.05); 1 };
+    my $e = $@;
+    waitpid $pid, 0;
+    ok(!$ok && ref $e, 'reworded: rlock_guard still reports the lock\'s timeout');
+    is($e->function, 'SharedArea::rlock_guard', '... as its own');
+    is($e->name, 'E_TIMED_OUT', '... E_TIMED_OUT');
+
+    # A %SIG handler's die during a guard is passed on untouched.
+    local $SIG{ALRM} = sub { die "handler\n" };
+    my $pid2 = fork // die "fork: $!";
+    if (!$pid2) {
+        my $g = SharedArea::wlock_guard($id);
+        select(undef, undef, undef, 1);
+        undef $g;
+        POSIX::_exit(0);
+    }
+    $t = time + 5;
+    select(undef, undef, undef, 0.02) until (eval { uwsgi::sharedarea_rlock($id, 0); uwsgi::sharedarea_unlock($id); 0 } // 1) || time > $t;
+    Time::HiRes::ualarm(100_000);
+    $ok = eval { my $g = SharedArea::rlock_guard($id, 3); 1 };
+    $e = $@;
+    Time::HiRes::ualarm(0);
+    waitpid $pid2, 0;
+    is($e, "handler\n", 'reworded: a handler\'s die inside rlock_guard goes on as it was');
+    {
+        package SharedArea::Error;
+        overload->import('""' => $orig, fallback => 1);
+    }
+    like(eval { uwsgi::sharedarea_read($id, $S, 1) } // "$@", qr/^sharedarea_read: /, 'the texts are back');
+}
+alarm 60;
+
 is(uwsgi::sharedarea_write($id, 0, 'fine'), 1, 'the area still works');
 is(uwsgi::sharedarea_wlock($id), 1, '... and its lock is free');
 uwsgi::sharedarea_unlock($id);

@@ -8,6 +8,10 @@ our $VERSION = '1.0.0';
 require XSLoader;
 XSLoader::load('SharedArea', $VERSION);
 
+# The status of the last failure (a SHAREDAREA_E_* number, see
+# SharedArea::Error); set by every failing call, left alone by successful ones.
+our $STATUS = 0;
+
 # The uWSGI names SharedArea provides in package uwsgi.
 our @UWSGI_FUNCTIONS = qw(
     sharedarea_read sharedarea_readfast sharedarea_write
@@ -95,10 +99,12 @@ sub _lock_guard {
         1;
     };
     if (!$ok) {
-        my $err = $ours->($@);
-        die $@ unless defined $err;
+        my $err = $@;
+        die $err unless ref $err && ref($err)->isa('SharedArea::Error')
+                        && $err->function =~ /\Asharedarea_[rw]lock\z/;
+        my $function = "SharedArea::$name";
         require Carp;
-        Carp::croak($err);
+        die $err->_as($function, Carp::shortmess("$function: " . $err->_cause));
     }
     return bless { id => $args[0], pid => $$ }, 'SharedArea::LockGuard';
 }
@@ -124,6 +130,47 @@ sub DESTROY {
     local ($@, $!, $?);
     eval { $self->release; 1 } or warn "SharedArea: releasing the lock of area $self->{id}: $@";
     return;
+}
+
+package SharedArea::Error;
+
+# What every SharedArea function dies with (built by the XS, see S_throw in
+# perl/SharedArea.xs): an object that reads as the message text, so "die"
+# output, "$@" and "$@ =~" are what they were, and that tells the status.
+
+use overload '""' => sub { $_[0]{text} }, fallback => 1;
+
+my (%NAME_OF, %CODE_OF);
+sub _table {
+    if (!%CODE_OF) {
+        %CODE_OF = SharedArea::_statuses();
+        %NAME_OF = reverse %CODE_OF;
+    }
+    return;
+}
+
+sub status   { return $_[0]{status} }
+sub function { return $_[0]{function} }
+sub area     { return $_[0]{area} }
+sub message  { return $_[0]{message} }
+sub name     { _table(); return $NAME_OF{ $_[0]{status} } }
+
+# The number of status NAME ("E_OUT_OF_RANGE"); dies for an unknown name.
+sub code {
+    my (undef, $name) = @_;
+    _table();
+    defined $CODE_OF{$name} or do { require Carp; Carp::croak("SharedArea::Error->code: no status $name") };
+    return $CODE_OF{$name};
+}
+
+# The cause with its area, without the function: "area 0: timed out ...".
+sub _cause { return $_[0]{cause} }
+
+# The same failure reported as FUNCTION with TEXT (for a Perl wrapper, e.g.
+# SharedArea::wlock_guard around sharedarea_wlock).
+sub _as {
+    my ($self, $function, $text) = @_;
+    return bless { %$self, function => $function, text => $text }, ref $self;
 }
 
 package SharedArea;
@@ -321,7 +368,40 @@ area and the cause, and changes nothing in the area:
   sharedarea_read: area 7 does not exist
   sharedarea_wait: area 0: timed out after 0.5 s
 
-A wrong number of arguments dies with the usage, e.g.
+What it dies with is a C<SharedArea::Error> object that reads as that text
+(followed, as with C<croak>, by C< at FILE line N.>), so printing it, C<"$@">
+and C<$@ =~ /.../> work as with a string.  Decide on its status, not on the
+wording, which may be improved in any release:
+
+  my $v = eval { uwsgi::sharedarea_read64($id, $pos) };
+  if (!defined $v && ref $@ && $@->name eq 'E_OUT_OF_RANGE') { ... }
+
+=over 4
+
+=item C<< $@->status >>
+
+The status: a negative number, one of the C API's C<SHAREDAREA_E_*>
+(C<< SharedArea::Error->code('E_TIMED_OUT') >> gives the number of a name).
+C<$SharedArea::STATUS> holds it too, set by every failing call.
+
+=item C<< $@->name >>
+
+The status's name without C<SHAREDAREA_>: C<E_NO_SUCH_AREA>, C<E_OUT_OF_RANGE>,
+C<E_INVALID_SPEC>, C<E_IO>, C<E_TIMED_OUT>, C<E_LOCK_MISUSE>, C<E_INTERRUPTED>,
+C<E_INVALID_ARGUMENT>, C<E_LIMIT>, C<E_PEER_CLOSED>, C<E_NOT_AN_AREA>,
+C<E_CONNECTION_FAILED>, ...  Arguments this module refuses itself (not a
+number, negative, a read-only buffer) are C<E_INVALID_ARGUMENT> (C<E_OUT_OF_RANGE>
+for numbers of 2**64 or more, C<E_NO_SUCH_AREA> for an id no area can have).
+
+=item C<< $@->function >>, C<< $@->area >>, C<< $@->message >>
+
+The function named in the text, the area id (C<undef> when the failure is not
+about one area) and the cause alone (C<16 bytes at 4090 run past the end
+(4096 bytes)>).
+
+=back
+
+A wrong number of arguments dies with the usage, a plain string, e.g.
 C<Usage: uwsgi::sharedarea_read(id, pos[, len])>.
 
 Numbers are taken as Perl's own builtins take them (C<substr>'s position,

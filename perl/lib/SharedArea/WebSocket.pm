@@ -670,20 +670,24 @@ sub _guarded_send {
     return $n if defined $n;
     my $err = $@;
     my $st = $STATUS;
-    die $err if ref $err || index($err, "$F: ") != 0;    # not ours: a %SIG handler died
+    die $err unless _ours($err, $F);    # a %SIG handler died
     if ($st == _status_of('PEER_CLOSED')) {
         _end_connection($ws, 'PEER_CLOSED', PEER_CLOSED);
     } elsif ($st == _status_of('CONNECTION_FAILED')) {
-        (my $why = $err) =~ s/^\Q$F\E: //;
-        $why =~ s/ at \S+ line \d+\.?\n\z//;
-        _end_connection($ws, 'CONNECTION_FAILED', "the connection failed ($why)");
+        _end_connection($ws, 'CONNECTION_FAILED', "the connection failed (" . $err->_cause . ")");
     } elsif (_socket_dead($ws)) {
         _end_connection($ws, 'PEER_CLOSED', PEER_CLOSED);
     }
     $STATUS = $ws->{status} || $st;
     # Report it at the app's line, not at this file's.
-    die $err if $err !~ s/ at \S+ line \d+\.?\n\z//;
-    Carp::croak($err);
+    die $err->_as($F, Carp::shortmess("$F: " . $err->_cause));
+}
+
+# Whether ERR is the failure of the XS call made as F (a SharedArea::Error
+# naming it), not something else that died meanwhile (a %SIG handler).
+sub _ours {
+    my ($err, $F) = @_;
+    return ref $err && Scalar::Util::blessed($err) && $err->isa('SharedArea::Error') && $err->function eq $F;
 }
 
 # Ends the connection for good: no frame may follow (a failed send or pong may
@@ -715,9 +719,8 @@ sub _flush_pending {
     $STATUS = 0;
     return 1 if eval { SharedArea::_ws_flush($F, $ws->{fd}); 1 };
     my $err = $@;
-    die $err if ref $err || index($err, "$F: ") != 0;    # a %SIG handler died
-    $err =~ s/^\Q$F\E: //;
-    $err =~ s/ at \S+ line \d+\.?\n\z//;
+    die $err unless _ours($err, $F);    # a %SIG handler died
+    $err = $err->_cause;
     if ($STATUS == _status_of('PEER_CLOSED')) {
         _end_connection($ws, 'PEER_CLOSED', PEER_CLOSED);
     } else {
@@ -1210,18 +1213,15 @@ sub _writable {
 sub _failed_nb {
     my ($ws, $F, $err) = @_;
     my $st = $SharedArea::WebSocket::STATUS;
-    die $err if ref $err || index($err, "$F: ") != 0;
+    die $err unless SharedArea::WebSocket::_ours($err, $F);
     if ($st == SharedArea::WebSocket::_status_of('PEER_CLOSED')) {
         SharedArea::WebSocket::_end_connection($ws, 'PEER_CLOSED', SharedArea::WebSocket::PEER_CLOSED);
     } elsif ($st == SharedArea::WebSocket::_status_of('CONNECTION_FAILED')) {
-        (my $why = $err) =~ s/^\Q$F\E: //;
-        $why =~ s/ at \S+ line \d+\.?\n\z//;
-        SharedArea::WebSocket::_end_connection($ws, 'CONNECTION_FAILED', "the connection failed ($why)");
+        SharedArea::WebSocket::_end_connection($ws, 'CONNECTION_FAILED', "the connection failed (" . $err->_cause . ")");
     }
     $ws->_finish if defined $ws->{closed};
     $SharedArea::WebSocket::STATUS = $ws->{status} || $st;
-    die $err if $err !~ s/ at \S+ line \d+\.?\n\z//;
-    Carp::croak($err);
+    die $err->_as($F, Carp::shortmess("$F: " . $err->_cause));
 }
 
 # The socket is readable: take what is there (one read), hand whole messages
