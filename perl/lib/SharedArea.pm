@@ -446,9 +446,9 @@ dies.  A string that shares its buffer with another one (copy-on-write) is
 given its own buffer first, so no other variable changes.  An undefined
 C<$buf> is fine.
 
-=head2 uwsgi::sharedarea_write($id, $pos, $bytes)
+=head2 uwsgi::sharedarea_write($id, $pos, $data)
 
-Copies C<$bytes> into the area at C<$pos>; returns 1.  Counts one update,
+Copies C<$data> into the area at C<$pos>; returns 1.  Counts one update,
 also for an empty string.  What is written is the string's internal bytes,
 exactly as uWSGI writes them: a character string (UTF8 flag on) is written as
 its UTF-8 encoding, wide characters included; a byte string as its bytes; a
