@@ -34,6 +34,7 @@ use IO::Poll qw(POLLIN POLLOUT POLLERR POLLHUP);
 use MIME::Base64 ();
 use POSIX ();
 use Scalar::Util ();
+use SharedArea ();    # the XS this module sends through (it loads this module too)
 use Socket qw(MSG_DONTWAIT MSG_NOSIGNAL SHUT_RDWR SHUT_WR);
 use Time::HiRes ();
 
@@ -59,7 +60,7 @@ our $STATUS = 0;
 my %STATUS_OF;
 sub _status_of {
     my ($name) = @_;
-    %STATUS_OF = SharedArea::_ws_statuses() if !%STATUS_OF && defined &SharedArea::_ws_statuses;
+    %STATUS_OF = SharedArea::_ws_statuses() if !%STATUS_OF;
     return defined $STATUS_OF{$name} ? $STATUS_OF{$name} : 0;
 }
 
@@ -325,7 +326,7 @@ sub websocket_handshake {
 
     # An earlier connection with this fd number may have left the rest of an
     # interrupted frame: none of it belongs to this client.
-    SharedArea::_ws_forget($fd) if defined &SharedArea::_ws_forget;
+    SharedArea::_ws_forget($fd);
 
     my $response = "HTTP/1.1 101 Switching Protocols\r\n"
         . "Upgrade: websocket\r\n"
@@ -640,7 +641,6 @@ sub _send_message {
     # string's internal bytes, as uWSGI's do: a character string (UTF8 flag
     # on) goes out as its UTF-8 encoding, in text and binary messages alike.
     my $msg = "$args[0]";
-    _need_xs($F, '_ws_send');
     return _guarded_send($ws, $F, sub { SharedArea::_ws_send($F, $ws->{fd}, $opcode, $msg) });
 }
 
@@ -648,16 +648,7 @@ sub _send_area {
     my ($F, $opcode, @args) = @_;
     Carp::croak("$F: usage: uwsgi::$F(\$id, \$pos[, \$len])") unless @args == 2 || @args == 3;
     my $ws = _session($F);
-    _need_xs($F, '_ws_send_from_area');
     return _guarded_send($ws, $F, sub { SharedArea::_ws_send_from_area($F, $ws->{fd}, $opcode, @args) });
-}
-
-sub _need_xs {
-    my ($F, $name) = @_;
-    no strict 'refs';
-    return if defined &{"SharedArea::$name"};
-    Carp::croak("$F: the SharedArea XS module is not loaded (use SharedArea; build it with"
-        . " 'perl Makefile.PL && make')");
 }
 
 # Runs one XS send; a failure that means the connection is gone closes the
@@ -714,7 +705,6 @@ sub _die_closed {
 # False (the session closed) when the connection failed meanwhile.
 sub _flush_pending {
     my ($ws) = @_;
-    return 1 unless defined &SharedArea::_ws_flush;
     my $F = 'SharedArea::WebSocket';
     $STATUS = 0;
     return 1 if eval { SharedArea::_ws_flush($F, $ws->{fd}); 1 };
@@ -1055,7 +1045,7 @@ sub _end_session {
     # The client got part of a frame, so nothing framed can follow (a close
     # frame would read as payload) and there is nothing whole to protect by
     # lingering: only the shutdown.
-    my $dropped = defined &SharedArea::_ws_forget ? SharedArea::_ws_forget($ws->{fd}) : 0;
+    my $dropped = SharedArea::_ws_forget($ws->{fd});
     if ($dropped && !$ws->{broken}) {
         shutdown($ws->{io}, SHUT_WR);
         $ws->{broken} = 1;
