@@ -147,23 +147,13 @@ fn split_pairs(spec: &str) -> Result<Vec<(String, String)>> {
 }
 
 impl Spec {
-    /// Parses a spec string.
+    /// Parses a spec string: a page count, or key=value pairs.
     pub fn parse(spec: &str) -> Result<Spec> {
         if spec.is_empty() {
             return Err(invalid(spec, "it is empty"));
         }
         if spec.bytes().all(|b| b.is_ascii_digit()) {
-            let pages = spec
-                .parse::<u64>()
-                .map_err(|_| invalid(spec, "the page count does not fit 64 bits"))?;
-            if pages == 0 {
-                return Err(invalid(spec, "an area needs at least 1 page"));
-            }
-            return Ok(Spec {
-                source: Source::Anonymous,
-                size: Size::Pages(pages),
-                offset: 0,
-            });
+            return Self::page_count(spec);
         }
         if !spec.contains('=') {
             return Err(invalid(
@@ -171,79 +161,123 @@ impl Spec {
                 "expected a page count (digits only) or key=value pairs",
             ));
         }
-        let mut pages = None;
-        let mut size = None;
-        let mut offset = None;
-        let mut file = None;
-        let mut fd = None;
-        let mut name = None;
         let items = split_pairs(spec)?;
-        for (key, value) in &items {
-            let number = |what: &str| -> Result<u64> {
-                parse_number(value).ok_or_else(|| {
-                    invalid(
-                        spec,
-                        format!(
-                            "{what}=\"{value}\" is not a number (decimal, 0x hex, K/M/G suffix)"
-                        ),
-                    )
-                })
-            };
-            let slot_taken = match key.as_str() {
-                "pages" => pages.replace(number("pages")?).is_some(),
-                "size" => size.replace(number("size")?).is_some(),
-                "offset" => offset.replace(number("offset")?).is_some(),
-                "fd" => {
-                    let n = number("fd")?;
-                    let n = i32::try_from(n)
-                        .map_err(|_| invalid(spec, format!("fd={value} is not a descriptor")))?;
-                    fd.replace(n).is_some()
-                }
-                "file" => {
-                    if value.is_empty() {
-                        return Err(invalid(spec, "file= needs a path"));
-                    }
-                    file.replace(value.clone()).is_some()
-                }
-                "name" => {
-                    check_name(spec, value)?;
-                    name.replace(value.clone()).is_some()
-                }
-                "ptr" => {
-                    return Err(invalid(
-                        spec,
-                        "ptr= cannot be given in a spec string (uWSGI ignores it and creates an \
-                     anonymous area); C callers use sharedarea_init_ptr()",
-                    ))
-                }
-                other => {
-                    return Err(invalid(
-                        spec,
-                        format!(
-                        "unknown key \"{other}\" (known: pages, size, file, fd, offset, name); {}",
-                        as_uwsgi_would(&items, "uWSGI ignores unknown keys")
-                    ),
-                    ))
-                }
-            };
-            if slot_taken {
+        Keys::collect(spec, &items)?.into_spec(spec, &items)
+    }
+
+    /// The `N` form: N pages of anonymous memory.
+    fn page_count(spec: &str) -> Result<Spec> {
+        let pages = spec
+            .parse::<u64>()
+            .map_err(|_| invalid(spec, "the page count does not fit 64 bits"))?;
+        if pages == 0 {
+            return Err(invalid(spec, "an area needs at least 1 page"));
+        }
+        Ok(Spec {
+            source: Source::Anonymous,
+            size: Size::Pages(pages),
+            offset: 0,
+        })
+    }
+}
+
+/// The keys of a key=value spec, each given at most once, each value checked
+/// on its own; how they combine is [`Keys::into_spec`]'s to judge.
+#[derive(Default)]
+struct Keys {
+    pages: Option<u64>,
+    size: Option<u64>,
+    offset: Option<u64>,
+    file: Option<String>,
+    fd: Option<i32>,
+    name: Option<String>,
+}
+
+impl Keys {
+    /// Takes the pairs in order; the first bad value, unknown key or repeated
+    /// key is the error.
+    fn collect(spec: &str, items: &[(String, String)]) -> Result<Keys> {
+        let mut keys = Keys::default();
+        for (key, value) in items {
+            if keys.take(spec, items, key, value)? {
                 return Err(invalid(
                     spec,
                     format!(
                         "the key \"{key}\" is given twice; {}",
-                        as_uwsgi_would(&items, "uWSGI takes the last one")
+                        as_uwsgi_would(items, "uWSGI takes the last one")
                     ),
                 ));
             }
         }
-        let size = match (pages, size) {
+        Ok(keys)
+    }
+
+    /// Records one pair; returns whether the key was already given.
+    fn take(
+        &mut self,
+        spec: &str,
+        items: &[(String, String)],
+        key: &str,
+        value: &str,
+    ) -> Result<bool> {
+        let number = |what: &str| -> Result<u64> {
+            parse_number(value).ok_or_else(|| {
+                invalid(
+                    spec,
+                    format!("{what}=\"{value}\" is not a number (decimal, 0x hex, K/M/G suffix)"),
+                )
+            })
+        };
+        Ok(match key {
+            "pages" => self.pages.replace(number("pages")?).is_some(),
+            "size" => self.size.replace(number("size")?).is_some(),
+            "offset" => self.offset.replace(number("offset")?).is_some(),
+            "fd" => {
+                let n = number("fd")?;
+                let n = i32::try_from(n)
+                    .map_err(|_| invalid(spec, format!("fd={value} is not a descriptor")))?;
+                self.fd.replace(n).is_some()
+            }
+            "file" => {
+                if value.is_empty() {
+                    return Err(invalid(spec, "file= needs a path"));
+                }
+                self.file.replace(value.to_string()).is_some()
+            }
+            "name" => {
+                check_name(spec, value)?;
+                self.name.replace(value.to_string()).is_some()
+            }
+            "ptr" => {
+                return Err(invalid(
+                    spec,
+                    "ptr= cannot be given in a spec string (uWSGI ignores it and creates an \
+                     anonymous area); C callers use sharedarea_init_ptr()",
+                ))
+            }
+            other => {
+                return Err(invalid(
+                    spec,
+                    format!(
+                        "unknown key \"{other}\" (known: pages, size, file, fd, offset, name); {}",
+                        as_uwsgi_would(items, "uWSGI ignores unknown keys")
+                    ),
+                ))
+            }
+        })
+    }
+
+    /// How the keys combine: one size (pages= or size=, not empty), one
+    /// source, offset= only for file= and fd=, a size for anonymous memory.
+    fn into_spec(self, spec: &str, items: &[(String, String)]) -> Result<Spec> {
+        let size = match (self.pages, self.size) {
             (Some(0), _) => return Err(invalid(spec, "pages=0: an area cannot be empty")),
             (Some(_), Some(_)) => {
                 return Err(invalid(
                     spec,
                     format!(
                         "give pages= or size=, not both; {}",
-                        as_uwsgi_would(&items, "uWSGI takes pages= and ignores size=")
+                        as_uwsgi_would(items, "uWSGI takes pages= and ignores size=")
                     ),
                 ))
             }
@@ -252,19 +286,19 @@ impl Spec {
             (None, Some(b)) => Size::Bytes(b),
             (None, None) => Size::Unspecified,
         };
-        let source = match (file, fd, name) {
+        let source = match (self.file, self.fd, self.name) {
             (None, None, None) => Source::Anonymous,
             (Some(f), None, None) => Source::File(f),
             (None, Some(d), None) => Source::Fd(d),
             (None, None, Some(n)) => Source::Named(n),
             _ => return Err(invalid(spec, "give only one of file=, fd= and name=")),
         };
-        if offset.is_some() && !matches!(source, Source::File(_) | Source::Fd(_)) {
+        if self.offset.is_some() && !matches!(source, Source::File(_) | Source::Fd(_)) {
             return Err(invalid(
                 spec,
                 format!(
                     "offset= applies only to file= and fd= areas; {}",
-                    as_uwsgi_would(&items, "uWSGI ignores it here")
+                    as_uwsgi_would(items, "uWSGI ignores it here")
                 ),
             ));
         }
@@ -274,7 +308,7 @@ impl Spec {
         Ok(Spec {
             source,
             size,
-            offset: offset.unwrap_or(0),
+            offset: self.offset.unwrap_or(0),
         })
     }
 }
