@@ -169,4 +169,14 @@ eval { d8($id, 8) }; $line = __LINE__;
 like($@, qr/^Undefined subroutine &SharedArea::sharedarea_dec8 called at \Q$0\E line \d+\.$/,
      'an undefined function: perl\'s "Undefined subroutine"');
 
+
+# --- the off switch: every check above passes with the direct calls turned off ---
+if (!$ENV{SHAREDAREA_NO_DIRECT_CALLS}) {
+    my @inc = map { "-I$_" } grep { !ref } @INC;
+    local $ENV{SHAREDAREA_NO_DIRECT_CALLS} = 1;
+    my $out = `$^X @inc $0 2>&1`;
+    is($?, 0, 'with SHAREDAREA_NO_DIRECT_CALLS=1 (every call through pp_entersub) this file passes too')
+        or diag($out);
+}
+
 done_testing();
