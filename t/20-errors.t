@@ -306,6 +306,26 @@ for my $case (@cases) {
          '... in its text too, at the caller\'s line');
 }
 
+# The examples in perldoc SharedArea's "Errors" are the real texts.
+{
+    my @pod;
+    open my $fh, '<', $INC{'SharedArea.pm'} or die "$INC{'SharedArea.pm'}: $!";
+    my $in = 0;
+    while (<$fh>) {
+        $in = /^=head2 Errors/ ? 1 : /^=/ ? 0 : $in;
+        push @pod, $1 if $in && /^  (sharedarea_\w+: .*)$/;
+    }
+    close $fh;
+    # In a process with one area of 4096 bytes, as the examples have.
+    my @inc = map { "-I$_" } grep { !ref } @INC;
+    my $prog = 'use SharedArea "1"; for my $c (sub { uwsgi::sharedarea_read(0, 4090, 16) }, '
+             . 'sub { uwsgi::sharedarea_write8(0, -1, 1) }, sub { uwsgi::sharedarea_read(7, 0, 1) }, '
+             . 'sub { uwsgi::sharedarea_wait(0, 0, 0.5) }) { eval { $c->(); 1 } or print "$@" }';
+    my %real = map { s/ at \S+ line \d+\.\z//r => 1 } split /\n/, `$^X @inc -e '$prog'`;
+    ok(scalar(@pod) >= 4, 'perldoc SharedArea shows error texts');
+    ok($real{$_}, "the documented error text is real: $_") for @pod;
+}
+
 # --- decisions are made on the status, not on the wording -----------------------
 # Every text reworded (as if src/status.rs and the XS said it differently): what
 # the Perl layer does with a failure stays the same.

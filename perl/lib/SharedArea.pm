@@ -365,7 +365,7 @@ area and the cause, and changes nothing in the area:
 
   sharedarea_read: area 0: 16 bytes at 4090 run past the end (4096 bytes)
   sharedarea_write8: area 0: position -1 is negative
-  sharedarea_read: area 7 does not exist
+  sharedarea_read: area 7: no such area (the only area is 0)
   sharedarea_wait: area 0: timed out after 0.5 s
 
 What it dies with is a C<SharedArea::Error> object that reads as that text
