@@ -631,7 +631,7 @@ impl Area {
         }
         let ctl = self.control();
         let deadline = timeout.map(|t| Instant::now() + t);
-        let word: &AtomicU32 = ctl.updates_futex_word();
+        let word = ctl.updates_futex_word();
         loop {
             // The word first: a wake after it is read changes it, so the sleep
             // below cannot miss an update counted after the check.

@@ -21,13 +21,19 @@
 //! any of them may scribble on it; every reader of a field treats its value as
 //! untrusted (indexes are clamped, pids are only ever used as names).
 
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use crate::sync::atomic::{AtomicU32, AtomicU64};
 
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHAREA\0\x03");
 pub(crate) const VERSION: u32 = 3;
 /// Process slots: the most processes that can hold a slot in one area at once.
 /// A process beyond them still works, slotless (see `lock`).
 pub const SLOTS: usize = 4096;
+/// The slots the block holds: `SLOTS`, or a few in the lock's model test (where
+/// every atomic is a model checker's object).
+#[cfg(not(all(loom, test)))]
+const BLOCK_SLOTS: usize = SLOTS;
+#[cfg(all(loom, test))]
+const BLOCK_SLOTS: usize = 3;
 
 /// One process's record in an area. The slot is owned by whoever holds its
 /// liveness token (a record lock, see `lock::token`); only the owner writes
@@ -133,7 +139,7 @@ pub struct Control {
     pub updates: UpdatesLine,
     pub used: UsedLine,
     pub stats: StatsLine,
-    pub slots: [Slot; SLOTS],
+    pub slots: [Slot; BLOCK_SLOTS],
 }
 
 impl Control {
@@ -169,9 +175,87 @@ impl Control {
     }
 }
 
+// The layout (normal builds: the model test's atomics are the checker's objects).
+#[cfg(not(all(loom, test)))]
 const _: () = assert!(std::mem::size_of::<Slot>() == 64);
+#[cfg(not(all(loom, test)))]
 const _: () = assert!(std::mem::offset_of!(Control, lock) == 64);
+#[cfg(not(all(loom, test)))]
 const _: () = assert!(std::mem::offset_of!(Control, updates) == 128);
+#[cfg(not(all(loom, test)))]
 const _: () = assert!(std::mem::offset_of!(Control, used) == 192);
+#[cfg(not(all(loom, test)))]
 const _: () = assert!(std::mem::offset_of!(Control, stats) == 256);
+#[cfg(not(all(loom, test)))]
 const _: () = assert!(std::mem::offset_of!(Control, slots) == 320);
+
+/// The lock's model test builds its control block on the heap, its atomics
+/// created inside the model (`lock::model`).
+#[cfg(all(loom, test))]
+impl Control {
+    /// A fresh block whose first `processes` slots are claimed. Every word the
+    /// lock uses gets a `SeqCst` store first: loom lets a `SeqCst` load return
+    /// the initial value past newer `SeqCst` stores (that value is not one), a
+    /// behaviour no real `SeqCst` execution has.
+    pub(crate) fn for_model(processes: u32) -> Box<Control> {
+        use crate::sync::atomic::Ordering::SeqCst;
+        let a32 = || AtomicU32::new(0);
+        let a64 = || AtomicU64::new(0);
+        let ctl = Box::new(Control {
+            identity: Identity {
+                magic: a64(),
+                version: a32(),
+                owner_uid: a32(),
+                pid_namespace: a64(),
+                size: a64(),
+                data_offset: a64(),
+            },
+            lock: LockLine {
+                state: a32(),
+                slot_hwm: a32(),
+                rgate: a32(),
+                slotless: SlotlessWriter {
+                    pid: a32(),
+                    state: a32(),
+                    start: a64(),
+                    ns: a64(),
+                },
+            },
+            updates: UpdatesLine {
+                updates: a64(),
+                wake_seq: a32(),
+            },
+            used: UsedLine {
+                used: a64(),
+                honour_used: a32(),
+                recoveries: a64(),
+            },
+            stats: StatsLine {
+                undecided: a64(),
+                writer_recovery_updates: a64(),
+                abandoned: a32(),
+            },
+            slots: std::array::from_fn(|i| Slot {
+                pid: AtomicU32::new(if (i as u32) < processes {
+                    i as u32 + 100
+                } else {
+                    0
+                }),
+                readers: a32(),
+                start: a64(),
+                ns: a64(),
+                wgen: a32(),
+                since_ms: a64(),
+                ints: a64(),
+            }),
+        });
+        ctl.lock.state.store(0, SeqCst);
+        ctl.lock.rgate.store(0, SeqCst);
+        ctl.lock.slot_hwm.store(processes, SeqCst);
+        for slot in &ctl.slots {
+            slot.readers.store(0, SeqCst);
+            slot.ints.store(0, SeqCst);
+        }
+        ctl
+    }
+}

@@ -4,7 +4,7 @@
 //! are made WITHOUT `FUTEX_PRIVATE_FLAG` (a private futex is keyed by the process's
 //! address space and would never meet a waiter in another process).
 
-use std::sync::atomic::AtomicU32;
+use crate::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 /// Why `wait` returned.
@@ -17,6 +17,7 @@ pub enum Wake {
 }
 
 /// Sleeps while `*word == expected`, at most `timeout` (None: no limit).
+#[cfg(not(all(loom, test)))]
 pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Wake {
     let ts = timeout.map(|t| libc::timespec {
         tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
@@ -47,10 +48,44 @@ pub fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Wake 
 }
 
 /// Wakes every sleeper on `word`.
+#[cfg(not(all(loom, test)))]
 pub fn wake_all(word: &AtomicU32) {
     // SAFETY: FUTEX_WAKE does not access the word's memory beyond using its
     // address as a key; the address is valid.
     unsafe {
         libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
     }
+}
+
+/// The lock's model test (`lock::model`) parks waiters on one condition
+/// variable, keyed by nothing: a wake-up wakes every sleeper (callers re-check
+/// their condition, as after any futex wake-up). Like `FUTEX_WAIT`, it sleeps
+/// only while the word still holds `expected`, checked under the mutex that
+/// `wake_all` takes, so no wake-up is lost between the check and the sleep; a
+/// sleep has no timeout, so a wake-up the lock forgets is a deadlock the model
+/// checker reports.
+#[cfg(all(loom, test))]
+mod park {
+    loom::lazy_static! {
+        pub static ref PARK: (loom::sync::Mutex<()>, loom::sync::Condvar) =
+            (loom::sync::Mutex::new(()), loom::sync::Condvar::new());
+    }
+}
+
+#[cfg(all(loom, test))]
+pub fn wait(word: &AtomicU32, expected: u32, _timeout: Option<Duration>) -> Wake {
+    use crate::sync::atomic::Ordering::SeqCst;
+    let (lock, cond) = &*park::PARK;
+    let g = lock.lock().unwrap();
+    if word.load(SeqCst) == expected {
+        drop(cond.wait(g).unwrap());
+    }
+    Wake::Woken
+}
+
+#[cfg(all(loom, test))]
+pub fn wake_all(_word: &AtomicU32) {
+    let (lock, cond) = &*park::PARK;
+    let _g = lock.lock().unwrap();
+    cond.notify_all();
 }

@@ -11,6 +11,7 @@
 //!   recovery, and this thread's holds
 //! * `seqcopy`     atomic copies for lock-free reads
 //! * `futex`       the two futex(2) calls
+//! * `sync`        the atomics the lock uses (loom's in its model test)
 //! * `process`     process identity and liveness
 //! * [`area`]      bounds-checked operations on one area
 //! * [`registry`]  this process's table of areas
@@ -41,6 +42,7 @@ pub mod registry;
 pub(crate) mod seqcopy;
 pub mod spec;
 pub mod status;
+pub mod sync;
 pub mod websocket;
 
 pub use ffi::areas::*;
