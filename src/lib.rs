@@ -42,7 +42,7 @@ pub mod registry;
 pub(crate) mod seqcopy;
 pub mod spec;
 pub mod status;
-pub mod sync;
+pub(crate) mod sync;
 pub mod websocket;
 
 pub use ffi::areas::*;

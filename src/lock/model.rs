@@ -28,14 +28,15 @@
 use std::sync::Arc;
 
 use loom::cell::UnsafeCell;
-use loom::sync::atomic::AtomicU64;
+use loom::sync::atomic::{AtomicBool, AtomicU64};
 use loom::thread;
 
 use super::*;
 use crate::control::Control;
 
 /// Runs `f` under the model checker, bounded by `LOOM_MAX_PREEMPTIONS` (2 when
-/// unset).
+/// unset). `LOOM_DEBUG=1`: loom's own defaults (no bound) and its tracing
+/// (`LOOM_LOG=trace LOOM_LOCATION=1` show every atomic access of a failing run).
 fn model(f: impl Fn() + Sync + Send + 'static) {
     if std::env::var_os("LOOM_DEBUG").is_some() {
         return loom::model(f);
@@ -242,26 +243,40 @@ fn unlocking_a_lock_no_longer_held_is_refused() {
     model(|| {
         let ctl = block(2);
         let rec = Arc::new(Record(UnsafeCell::new([0; 2])));
-        let other = {
-            let (ctl, rec) = (ctl.clone(), rec.clone());
-            thread::spawn(move || {
-                let a = wlock(&ctl, 1);
-                rec.write(2);
-                unlock_exclusive(&ctl, a).expect("unlock of a held write lock");
-            })
-        };
+        // Set by the other thread once it holds the write lock; by this one once
+        // it has tried its stale unlocks.
+        let held = Arc::new(AtomicBool::new(false));
+        let tried = Arc::new(AtomicBool::new(false));
         let a = wlock(&ctl, 0);
         rec.write(1);
+        let other = {
+            let (ctl, rec) = (ctl.clone(), rec.clone());
+            let (held, tried) = (held.clone(), tried.clone());
+            thread::spawn(move || {
+                let b = wlock(&ctl, 1);
+                held.store(true, Ordering::SeqCst);
+                while !tried.load(Ordering::SeqCst) {
+                    thread::yield_now();
+                }
+                rec.write(2);
+                unlock_exclusive(&ctl, b).expect("unlock of a held write lock");
+            })
+        };
         unlock_exclusive(&ctl, a).expect("unlock of a held write lock");
-        // Again, with the other thread's lock possibly held now: refused, and
-        // theirs stays held (the record above would see a second writer).
+        while !held.load(Ordering::SeqCst) {
+            thread::yield_now();
+        }
+        // The other thread's lock is held now: our stale unlocks are refused
+        // and leave it held (else its unlock above fails).
         assert_eq!(unlock_exclusive(&ctl, a), Err(Stolen));
+        assert_eq!(unlock_shared(&ctl, 0), Err(Stolen));
+        tried.store(true, Ordering::SeqCst);
+        other.join().unwrap();
         rlock(&ctl, 0);
-        let [x, y] = rec.read();
-        assert_eq!(x, y);
+        assert_eq!(rec.read(), [2, 2]);
         unlock_shared(&ctl, 0).expect("unlock of a held read lock");
         assert_eq!(unlock_shared(&ctl, 0), Err(Stolen));
-        other.join().unwrap();
         assert_eq!(ctl.lock.rgate.load(Ordering::Relaxed) & GATE_COUNT, 0);
+        assert_eq!(ctl.lock.state.load(Ordering::Relaxed) & WRITER_MASK, 0);
     });
 }
