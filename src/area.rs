@@ -141,8 +141,10 @@ unsafe fn load_int<T: Int>(p: *const u8) -> T {
     // SAFETY: (all arms) p is valid for n bytes (caller) and, in the atomic arms,
     // aligned to n, so it is a valid atomic of that width.
     unsafe {
-        if (p as usize) % n != 0 {
-            seqcopy::load(p, b.as_mut_ptr(), n);
+        if n == 1 {
+            b[0] = (*(p as *const AtomicU8)).load(Ordering::Relaxed);
+        } else if (p as usize) % n != 0 {
+            b = seqcopy::load_unaligned(p, n);
         } else {
             match n {
                 1 => b[0] = (*(p as *const AtomicU8)).load(Ordering::Relaxed),
@@ -177,8 +179,10 @@ unsafe fn store_int<T: Int>(p: *mut u8, v: T) {
     let n = T::BYTES as usize;
     // SAFETY: (all arms) as in load_int.
     unsafe {
-        if (p as usize) % n != 0 {
-            seqcopy::store(b.as_ptr(), p, n);
+        if n == 1 {
+            (*(p as *const AtomicU8)).store(b[0], Ordering::Relaxed);
+        } else if (p as usize) % n != 0 {
+            seqcopy::store_unaligned(p, b, n);
         } else {
             let mut a8 = [0u8; 8];
             a8.copy_from_slice(&b);

@@ -4,8 +4,9 @@
 //! optimistic protocol then throws away — but never undefined behaviour. Writers
 //! store the same way, so no plain access ever races an atomic one.
 //!
-//! Relaxed word-sized atomics for the aligned middle, byte atomics at the edges
-//! (the approach of the `atomic-memcpy` crate). On the CPUs we run on a relaxed
+//! Relaxed atomics of the widest naturally aligned width at each step (the
+//! approach of the `atomic-memcpy` crate: words in the middle, narrower at the
+//! edges). On the CPUs we run on a relaxed
 //! atomic load or store is an ordinary `mov`; ordering is the caller's business
 //! (`lock::optimistic` fences after the copy, the writer after its acquisition).
 //!
@@ -15,9 +16,8 @@
 //! code in another process is (the word loop runs at about half memcpy's speed
 //! for 64 KiB).
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
-const WORD: usize = 8;
 /// From this many bytes on, the block copy.
 const BULK: usize = 512;
 
@@ -60,25 +60,110 @@ pub unsafe fn load(src: *const u8, dst: *mut u8, len: usize) {
         return;
     }
     let mut i = 0;
-    let head = (src as usize).wrapping_neg() % WORD;
-    while i < len.min(head) {
-        // SAFETY: i < len: in bounds of both ranges; AtomicU8 has alignment 1.
-        unsafe { *dst.add(i) = (*(src.add(i) as *const AtomicU8)).load(Ordering::Relaxed) };
-        i += 1;
-    }
-    while i + WORD <= len {
-        // SAFETY: src + i is 8-aligned (past the head) and 8 bytes lie in bounds;
-        // the private destination may be unaligned.
-        unsafe {
-            let w = (*(src.add(i) as *const AtomicU64)).load(Ordering::Relaxed);
-            std::ptr::write_unaligned(dst.add(i) as *mut u64, w);
-        }
-        i += WORD;
-    }
     while i < len {
-        // SAFETY: as for the head.
-        unsafe { *dst.add(i) = (*(src.add(i) as *const AtomicU8)).load(Ordering::Relaxed) };
-        i += 1;
+        // The widest naturally aligned access that fits: an unaligned 8-byte
+        // integer is three accesses, not eight.
+        let n = chunk(src as usize + i, len - i);
+        // SAFETY: [i, i + n) lies in both ranges (n <= len - i); the shared side
+        // is aligned to n, so it is a valid atomic of that width; the private
+        // destination may be unaligned.
+        unsafe {
+            let (s, d) = (src.add(i), dst.add(i));
+            match n {
+                8 => std::ptr::write_unaligned(
+                    d as *mut u64,
+                    (*(s as *const AtomicU64)).load(Ordering::Relaxed),
+                ),
+                4 => std::ptr::write_unaligned(
+                    d as *mut u32,
+                    (*(s as *const AtomicU32)).load(Ordering::Relaxed),
+                ),
+                2 => std::ptr::write_unaligned(
+                    d as *mut u16,
+                    (*(s as *const AtomicU16)).load(Ordering::Relaxed),
+                ),
+                _ => *d = (*(s as *const AtomicU8)).load(Ordering::Relaxed),
+            }
+        }
+        i += n;
+    }
+}
+
+/// Loads a 2-, 4- or 8-byte unaligned integer from shared memory with one
+/// instruction (inline assembly: opaque to the compiler, like `block`), into
+/// the low bytes of the result (native order).
+///
+/// # Safety
+/// `src` must be valid for reads of `n` bytes; `n` is 2, 4 or 8.
+#[inline]
+pub unsafe fn load_unaligned(src: *const u8, n: usize) -> [u8; 8] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let v: u64;
+        // SAFETY: one plain load of n bytes at src (x86 loads need no alignment);
+        // the caller vouches for the range.
+        unsafe {
+            match n {
+                8 => std::arch::asm!("mov {v}, qword ptr [{p}]", p = in(reg) src, v = out(reg) v,
+                    options(nostack, readonly, preserves_flags)),
+                4 => std::arch::asm!("mov {v:e}, dword ptr [{p}]", p = in(reg) src, v = out(reg) v,
+                    options(nostack, readonly, preserves_flags)),
+                _ => {
+                    std::arch::asm!("movzx {v:e}, word ptr [{p}]", p = in(reg) src, v = out(reg) v,
+                    options(nostack, readonly, preserves_flags))
+                }
+            }
+        }
+        v.to_le_bytes()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut b = [0u8; 8];
+        // SAFETY: the caller's contract is load's.
+        unsafe { load(src, b.as_mut_ptr(), n) };
+        b
+    }
+}
+
+/// Stores the low `n` bytes of `b` (2, 4 or 8) at `dst` with one instruction.
+///
+/// # Safety
+/// `dst` must be valid for writes of `n` bytes; `n` is 2, 4 or 8.
+#[inline]
+pub unsafe fn store_unaligned(dst: *mut u8, b: [u8; 8], n: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let v = u64::from_le_bytes(b);
+        // SAFETY: one plain store of n bytes at dst; the caller vouches for it.
+        unsafe {
+            match n {
+                8 => std::arch::asm!("mov qword ptr [{p}], {v}", p = in(reg) dst, v = in(reg) v,
+                    options(nostack, preserves_flags)),
+                4 => std::arch::asm!("mov dword ptr [{p}], {v:e}", p = in(reg) dst, v = in(reg) v,
+                    options(nostack, preserves_flags)),
+                _ => std::arch::asm!("mov word ptr [{p}], {v:x}", p = in(reg) dst, v = in(reg) v,
+                    options(nostack, preserves_flags)),
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        // SAFETY: the caller's contract is store's.
+        unsafe { store(b.as_ptr(), dst, n) };
+    }
+}
+
+/// The width of the next access at `addr` with `left` bytes to go.
+#[inline(always)]
+fn chunk(addr: usize, left: usize) -> usize {
+    if addr % 8 == 0 && left >= 8 {
+        8
+    } else if addr % 4 == 0 && left >= 4 {
+        4
+    } else if addr % 2 == 0 && left >= 2 {
+        2
+    } else {
+        1
     }
 }
 
@@ -94,24 +179,22 @@ pub unsafe fn store(src: *const u8, dst: *mut u8, len: usize) {
         return;
     }
     let mut i = 0;
-    let head = (dst as usize).wrapping_neg() % WORD;
-    while i < len.min(head) {
-        // SAFETY: in bounds; AtomicU8 has alignment 1.
-        unsafe { (*(dst.add(i) as *const AtomicU8)).store(*src.add(i), Ordering::Relaxed) };
-        i += 1;
-    }
-    while i + WORD <= len {
-        // SAFETY: dst + i is 8-aligned and 8 bytes lie in bounds.
-        unsafe {
-            let w = std::ptr::read_unaligned(src.add(i) as *const u64);
-            (*(dst.add(i) as *const AtomicU64)).store(w, Ordering::Relaxed);
-        }
-        i += WORD;
-    }
     while i < len {
-        // SAFETY: as for the head.
-        unsafe { (*(dst.add(i) as *const AtomicU8)).store(*src.add(i), Ordering::Relaxed) };
-        i += 1;
+        let n = chunk(dst as usize + i, len - i);
+        // SAFETY: as in `load`, with the shared side the destination.
+        unsafe {
+            let (s, d) = (src.add(i), dst.add(i));
+            match n {
+                8 => (*(d as *const AtomicU64))
+                    .store(std::ptr::read_unaligned(s as *const u64), Ordering::Relaxed),
+                4 => (*(d as *const AtomicU32))
+                    .store(std::ptr::read_unaligned(s as *const u32), Ordering::Relaxed),
+                2 => (*(d as *const AtomicU16))
+                    .store(std::ptr::read_unaligned(s as *const u16), Ordering::Relaxed),
+                _ => (*(d as *const AtomicU8)).store(*s, Ordering::Relaxed),
+            }
+        }
+        i += n;
     }
 }
 
@@ -134,6 +217,29 @@ mod tests {
                 // SAFETY: as above.
                 unsafe { store(src.as_ptr().add(off), shared.as_mut_ptr().add(5), len) };
                 assert_eq!(&shared[5..5 + len], &src[off..off + len]);
+            }
+        }
+    }
+
+    #[test]
+    fn unaligned_integers_round_trip_in_one_access() {
+        let mut mem = [0u8; 32];
+        for off in 0..16 {
+            for n in [2usize, 4, 8] {
+                let v: [u8; 8] = (1..=8u8)
+                    .map(|x| x * 17 + off as u8)
+                    .collect::<Vec<_>>()
+                    .try_into()
+                    .unwrap();
+                mem.fill(0xEE);
+                // SAFETY: off + n <= 24 < 32.
+                unsafe { store_unaligned(mem.as_mut_ptr().add(off), v, n) };
+                assert_eq!(&mem[off..off + n], &v[..n]);
+                assert!(mem[..off].iter().chain(&mem[off + n..]).all(|&b| b == 0xEE));
+                // SAFETY: as above.
+                let back = unsafe { load_unaligned(mem.as_ptr().add(off), n) };
+                assert_eq!(&back[..n], &v[..n]);
+                assert!(back[n..].iter().all(|&b| b == 0));
             }
         }
     }

@@ -819,10 +819,14 @@ fn live_holder_kept_dead_holder_freed(hidden_check: bool) -> i32 {
         }
         scr.set(0, std::process::id() as u64);
         sleep_ms(700);
-        if write(id, 0, b"h") != 0 || unlock(id) != 0 {
+        if write(id, 0, b"h") != 0 {
             return 13;
         }
+        // Said before the unlock: the contender may run the moment it is done.
         scr.set(1, 1);
+        if unlock(id) != 0 {
+            return 13;
+        }
         loop {
             unsafe { libc::pause() };
         }
@@ -861,9 +865,20 @@ fn live_holder_kept_dead_holder_freed(hidden_check: bool) -> i32 {
         sleep_ms(1);
     }
     if scr.get(2) == 0 {
+        let li = lock_info(id);
         holder.kill_and_reap();
         let code = contender.wait(SECS(2));
-        return child_fail(18, &format!("contender never got the lock: {code:?}"));
+        return child_fail(
+            18,
+            &format!(
+                "contender never got the lock: {code:?}; holder unlocked: {}; writer pid {} readers {} processes {} recoveries {}",
+                scr.get(1),
+                li.writer_pid,
+                li.readers,
+                li.processes,
+                li.recoveries
+            ),
+        );
     }
     contender.kill_and_reap();
     let mut next = fork_child(move || {

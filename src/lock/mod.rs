@@ -804,18 +804,11 @@ fn lock_shared_slow(lk: Lock, me: Me, p: Patience) -> Result<Acquired, Blocked> 
 #[inline]
 pub fn unlock_shared(ctl: &Control, me: u32) -> Result<(), Stolen> {
     let slot = &ctl.slots[me as usize];
-    let mut r = slot.readers.load(Ordering::Relaxed);
-    loop {
-        if r == 0 {
-            return Err(Stolen);
-        }
-        match slot
-            .readers
-            .compare_exchange_weak(r, r - 1, Ordering::SeqCst, Ordering::Relaxed)
-        {
-            Ok(_) => break,
-            Err(now) => r = now,
-        }
+    let r = slot.readers.fetch_sub(1, Ordering::SeqCst);
+    if r == 0 {
+        // Cleared under us (we were judged dead): put the count back, refuse.
+        slot.readers.fetch_add(1, Ordering::SeqCst);
+        return Err(Stolen);
     }
     gate_leave(ctl, 1);
     if r == 1 && ctl.lock.state.load(Ordering::SeqCst) & WRITER_MASK != 0 {
