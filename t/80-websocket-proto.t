@@ -13,6 +13,7 @@ use IO::Handle;
 use POSIX qw(_exit);
 use Socket qw(AF_UNIX SOCK_STREAM PF_UNSPEC MSG_DONTWAIT);
 use Time::HiRes qw(time sleep);
+use SharedAreaTest::Area qw(err_of);
 use SharedAreaTest::Proc qw(require_blib run_perl);
 use SharedAreaTest::WebSocket qw(client_frame parse_frames);
 
@@ -66,7 +67,6 @@ sub session {
     return ($c, $env);
 }
 
-sub err_of { my ($code) = @_; local $@; eval { $code->(); 1 } ? '' : "$@" }
 
 my $area = SharedArea::init('size=16K');
 uwsgi::sharedarea_write($area, 0, join '', map { sprintf '<%06x>', $_ } 0 .. 2047);

@@ -15,6 +15,7 @@ use IO::Handle;
 use POSIX ();
 use Socket qw(AF_UNIX SOCK_STREAM PF_UNSPEC MSG_DONTWAIT MSG_NOSIGNAL SOL_SOCKET SO_SNDBUF SO_RCVBUF);
 use Time::HiRes qw(time sleep);
+use SharedAreaTest::Area qw(err_of);
 use SharedAreaTest::Proc qw(require_blib);
 use SharedAreaTest::WebSocket qw(client_frame parse_frames);
 
@@ -91,7 +92,6 @@ sub shut_down {
     return !defined send($io, 'x', MSG_DONTWAIT | MSG_NOSIGNAL) && $!{EPIPE} ? 1 : 0;
 }
 
-sub err_of { my ($code) = @_; local $@; eval { $code->(); 1 } ? '' : "$@" }
 
 # --- a silent client is pinged, then dropped ------------------------------------
 {

@@ -19,6 +19,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 
 use lib dirname(abs_path(__FILE__)) . '/lib';
+use SharedAreaTest::Proc qw(free_port);
 use SharedAreaTest::WebDriver;
 
 my $ROOT = abs_path(dirname(abs_path(__FILE__)) . '/..');
@@ -58,14 +59,6 @@ END { my $status = $?; cleanup(); $? = $status }
 $SIG{ALRM} = sub { cleanup(); die "t/90-demo-browser.t: exceeded its 300 s limit\n" };
 $SIG{INT} = $SIG{TERM} = sub { cleanup(); _exit(1) };
 alarm 300;
-
-sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1, ReuseAddr => 1)
-        or die "free_port: $!\n";
-    my $p = $s->sockport;
-    close $s;
-    return $p;
-}
 
 my $PORT = free_port();
 my $URL  = "http://127.0.0.1:$PORT";
