@@ -464,67 +464,94 @@ pub fn named(name: &str, size: Option<u64>) -> Result<Mapping> {
     let shm_name = format!("/{}", name.strip_prefix('/').unwrap_or(name));
     let c_name = CString::new(shm_name.clone())
         .map_err(|_| Error::new(Status::InvalidSpec, format!("name={name} has a NUL byte")))?;
-    let header = control_len();
     // First try to create it: the creator sizes and initialises it.
     if let Some(size) = size {
-        // SAFETY: c_name is NUL-terminated; shm_open returns a new fd or -1.
-        let fd = unsafe {
-            libc::shm_open(
-                c_name.as_ptr(),
-                libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
-                0o600,
-            )
-        };
-        if fd >= 0 {
-            // SAFETY: a fresh descriptor owned by this File.
-            let file = unsafe { File::from_raw_fd(fd) };
-            // Attachers wait on this lock while the object is being set up; it
-            // goes away by itself if this process dies meanwhile.
-            flock(&file, libc::LOCK_EX);
-            let made = (|| {
-                let total = header
-                    .checked_add(size)
-                    .ok_or_else(|| too_big(format_args!("name={name}: {size} bytes")))?;
-                if let Some(limit) = file_size_limit() {
-                    if total > limit {
-                        return Err(Error::new(
-                            Status::Io,
-                            format!(
-                                "name={name}: {total} bytes exceed this process's file-size limit (ulimit -f: {limit} bytes)"
-                            ),
-                        ));
-                    }
-                }
-                reserve(&file, total).map_err(|e| {
-                    Error::io(
-                        format_args!("name={name}: cannot reserve {total} bytes in {}", shm_dir()),
-                        e,
-                    )
-                })?;
-                let map = map(&file, 0, total, &format!("name={name}"))?;
-                let base = map.as_mut_ptr();
-                // SAFETY: the object was just created and sized: its first
-                // `header` bytes are zero and mapped for as long as `map` lives.
-                init_identity(unsafe { &*(base as *const Control) }, size, header);
-                flock(&file, libc::LOCK_UN);
-                Ok(finish_named(map, base, size, header, file))
-            })();
-            if made.is_err() {
-                // SAFETY: unlinking the name we created; c_name is NUL-terminated.
-                unsafe { libc::shm_unlink(c_name.as_ptr()) };
-            }
-            return made;
-        }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EEXIST) {
-            return Err(Error::io(
-                format_args!("name={name}: cannot create {shm_name}"),
-                err,
-            ));
+        if let Some(made) = create_named(name, &shm_name, &c_name, size)? {
+            return Ok(made);
         }
     }
-    // Attach to an existing object.
-    // SAFETY: as above.
+    attach_named(name, &shm_name, &c_name, size)
+}
+
+/// Creates the object `shm_name` of `size` data bytes and sets it up, holding
+/// an exclusive flock meanwhile (what attachers wait on). `None`: it exists
+/// already (attach to it). A failed set-up removes the object again.
+fn create_named(
+    name: &str,
+    shm_name: &str,
+    c_name: &CString,
+    size: u64,
+) -> Result<Option<Mapping>> {
+    let header = control_len();
+    // SAFETY: c_name is NUL-terminated; shm_open returns a new fd or -1.
+    let fd = unsafe {
+        libc::shm_open(
+            c_name.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    if fd < 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EEXIST) {
+            return Ok(None);
+        }
+        return Err(Error::io(
+            format_args!("name={name}: cannot create {shm_name}"),
+            err,
+        ));
+    }
+    // SAFETY: a fresh descriptor owned by this File.
+    let file = unsafe { File::from_raw_fd(fd) };
+    // Attachers wait on this lock while the object is being set up; it
+    // goes away by itself if this process dies meanwhile.
+    flock(&file, libc::LOCK_EX);
+    let made = (|| {
+        let total = header
+            .checked_add(size)
+            .ok_or_else(|| too_big(format_args!("name={name}: {size} bytes")))?;
+        if let Some(limit) = file_size_limit() {
+            if total > limit {
+                return Err(Error::new(
+                    Status::Io,
+                    format!(
+                        "name={name}: {total} bytes exceed this process's file-size limit (ulimit -f: {limit} bytes)"
+                    ),
+                ));
+            }
+        }
+        reserve(&file, total).map_err(|e| {
+            Error::io(
+                format_args!("name={name}: cannot reserve {total} bytes in {}", shm_dir()),
+                e,
+            )
+        })?;
+        let map = map(&file, 0, total, &format!("name={name}"))?;
+        let base = map.as_mut_ptr();
+        // SAFETY: the object was just created and sized: its first
+        // `header` bytes are zero and mapped for as long as `map` lives.
+        init_identity(unsafe { &*(base as *const Control) }, size, header);
+        flock(&file, libc::LOCK_UN);
+        Ok(finish_named(map, base, size, header, file))
+    })();
+    if made.is_err() {
+        // SAFETY: unlinking the name we created; c_name is NUL-terminated.
+        unsafe { libc::shm_unlink(c_name.as_ptr()) };
+    }
+    made.map(Some)
+}
+
+/// Attaches to the existing object `shm_name`: waits for a creator still
+/// setting it up, refuses what is not an area of ours, and checks `size`
+/// when one was given.
+fn attach_named(
+    name: &str,
+    shm_name: &str,
+    c_name: &CString,
+    size: Option<u64>,
+) -> Result<Mapping> {
+    let header = control_len();
+    // SAFETY: c_name is NUL-terminated; shm_open returns a new fd or -1.
     let fd = unsafe { libc::shm_open(c_name.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC, 0) };
     if fd < 0 {
         let err = std::io::Error::last_os_error();
@@ -540,36 +567,7 @@ pub fn named(name: &str, size: Option<u64>) -> Result<Mapping> {
     // SAFETY: a fresh descriptor owned by this File.
     let file = unsafe { File::from_raw_fd(fd) };
     use std::os::unix::fs::MetadataExt;
-    // A creator holds an exclusive flock while it sizes and initialises the
-    // object: wait for it (bounded; a dead creator's lock is gone already).
-    let setup_deadline = std::time::Instant::now() + CREATOR_WAIT;
-    loop {
-        if flock(&file, libc::LOCK_SH | libc::LOCK_NB) {
-            flock(&file, libc::LOCK_UN);
-            break;
-        }
-        if std::time::Instant::now() > setup_deadline {
-            return Err(not_an_area(
-                name,
-                format_args!(
-                    "its creator is still setting {shm_name} up after {} s",
-                    CREATOR_WAIT.as_secs()
-                ),
-            ));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    // The creator may be between shm_open and its flock: wait a little.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(100);
-    let meta = loop {
-        let meta = file
-            .metadata()
-            .map_err(|e| Error::io(format_args!("name={name}: cannot stat"), e))?;
-        if meta.len() >= header || std::time::Instant::now() > deadline {
-            break meta;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    };
+    let meta = wait_for_creator(&file, name, shm_name, header)?;
     // SAFETY: geteuid has no preconditions.
     if meta.uid() != unsafe { libc::geteuid() } {
         return Err(not_an_area(
@@ -592,6 +590,67 @@ pub fn named(name: &str, size: Option<u64>) -> Result<Mapping> {
     // SAFETY: the mapping has at least `header` >= size_of::<Control>() bytes,
     // page aligned; every bit pattern is a valid Control (all atomics).
     let ctl = unsafe { &*(base as *const Control) };
+    let area_size = check_identity(ctl, name, shm_name, header, total)?;
+    if let Some(s) = size {
+        if s != area_size {
+            return Err(Error::new(
+                Status::InvalidSpec,
+                format!("name={name}: the area exists with {area_size} bytes, not {s}"),
+            ));
+        }
+    }
+    Ok(finish_named(map, base, area_size, header, file))
+}
+
+/// Waits (bounded) for a creator that is still setting the object up: its
+/// exclusive flock (gone by itself if it died), then the object's size (a
+/// creator between shm_open and its flock). Returns the object's metadata.
+fn wait_for_creator(
+    file: &File,
+    name: &str,
+    shm_name: &str,
+    header: u64,
+) -> Result<std::fs::Metadata> {
+    let setup_deadline = std::time::Instant::now() + CREATOR_WAIT;
+    loop {
+        if flock(file, libc::LOCK_SH | libc::LOCK_NB) {
+            flock(file, libc::LOCK_UN);
+            break;
+        }
+        if std::time::Instant::now() > setup_deadline {
+            return Err(not_an_area(
+                name,
+                format_args!(
+                    "its creator is still setting {shm_name} up after {} s",
+                    CREATOR_WAIT.as_secs()
+                ),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // The creator may be between shm_open and its flock: wait a little.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(100);
+    loop {
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io(format_args!("name={name}: cannot stat"), e))?;
+        if meta.len() >= header || std::time::Instant::now() > deadline {
+            return Ok(meta);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// The identity of an attached object of `total` bytes: our magic (waited
+/// for briefly: a creator writes it last), our layout version, and a header
+/// that agrees with the object's size. Returns the area's size.
+fn check_identity(
+    ctl: &Control,
+    name: &str,
+    shm_name: &str,
+    header: u64,
+    total: u64,
+) -> Result<u64> {
     let id = &ctl.identity;
     let mut waited = 0;
     while id.magic.load(Ordering::Acquire) != MAGIC && waited < 20 {
@@ -620,15 +679,7 @@ pub fn named(name: &str, size: Option<u64>) -> Result<Mapping> {
             format_args!("{shm_name} has an inconsistent header"),
         ));
     }
-    if let Some(s) = size {
-        if s != area_size {
-            return Err(Error::new(
-                Status::InvalidSpec,
-                format!("name={name}: the area exists with {area_size} bytes, not {s}"),
-            ));
-        }
-    }
-    Ok(finish_named(map, base, area_size, header, file))
+    Ok(area_size)
 }
 
 /// Where glibc's `shm_open` keeps `name`.
