@@ -13,12 +13,11 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::FromRawFd;
-use std::sync::atomic::Ordering;
 
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::area::Object;
-use crate::control::{Control, MAGIC, VERSION};
+use crate::control::{Control, Invalid, VERSION};
 use crate::lock::token::TokenFile;
 use crate::process;
 use crate::spec::{Size, Source, Spec};
@@ -157,16 +156,9 @@ fn private_control(size: u64) -> Result<(Region, *const Control)> {
 }
 
 fn init_identity(ctl: &Control, size: u64, data_offset: u64) {
-    let id = &ctl.identity;
-    id.version.store(VERSION, Ordering::Relaxed);
     // SAFETY: geteuid has no preconditions.
-    id.owner_uid
-        .store(unsafe { libc::geteuid() }, Ordering::Relaxed);
-    id.pid_namespace
-        .store(process::pid_namespace(), Ordering::Relaxed);
-    id.size.store(size, Ordering::Relaxed);
-    id.data_offset.store(data_offset, Ordering::Relaxed);
-    id.magic.store(MAGIC, Ordering::Release);
+    let uid = unsafe { libc::geteuid() };
+    ctl.init(size, data_offset, uid, process::pid_namespace());
 }
 
 fn size_in_bytes(size: Size, round_to_pages: bool) -> Result<Option<u64>> {
@@ -651,35 +643,21 @@ fn check_identity(
     header: u64,
     total: u64,
 ) -> Result<u64> {
-    let id = &ctl.identity;
     let mut waited = 0;
-    while id.magic.load(Ordering::Acquire) != MAGIC && waited < 20 {
+    while !ctl.has_magic() && waited < 20 {
         std::thread::sleep(std::time::Duration::from_millis(5));
         waited += 1;
     }
-    if id.magic.load(Ordering::Acquire) != MAGIC {
-        return Err(not_an_area(
+    ctl.validate(header, total).map_err(|why| {
+        not_an_area(
             name,
-            format_args!("{shm_name} is not a sharedarea (bad magic); if it is a leftover, remove /dev/shm{shm_name}"),
-        ));
-    }
-    let version = id.version.load(Ordering::Relaxed);
-    if version != VERSION {
-        return Err(not_an_area(
-            name,
-            format_args!("{shm_name} has layout version {version}, this library speaks {VERSION}"),
-        ));
-    }
-    let area_size = id.size.load(Ordering::Relaxed);
-    if id.data_offset.load(Ordering::Relaxed) != header
-        || header.checked_add(area_size) != Some(total)
-    {
-        return Err(not_an_area(
-            name,
-            format_args!("{shm_name} has an inconsistent header"),
-        ));
-    }
-    Ok(area_size)
+            match why {
+                Invalid::NoMagic => format!("{shm_name} is not a sharedarea (bad magic); if it is a leftover, remove /dev/shm{shm_name}"),
+                Invalid::Version(v) => format!("{shm_name} has layout version {v}, this library speaks {VERSION}"),
+                Invalid::Inconsistent { .. } => format!("{shm_name} has an inconsistent header"),
+            },
+        )
+    })
 }
 
 /// Where glibc's `shm_open` keeps `name`.

@@ -142,9 +142,61 @@ pub struct Control {
     pub slots: [Slot; BLOCK_SLOTS],
 }
 
+/// Why a block is not one this library can use (`Control::validate`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Invalid {
+    /// No magic: not an area (or its creator has not finished).
+    NoMagic,
+    /// Another layout version.
+    Version(u32),
+    /// The header's data size and offset disagree with the object's length.
+    Inconsistent { size: u64 },
+}
+
 impl Control {
     /// Bytes the block occupies.
     pub const SIZE: usize = std::mem::size_of::<Control>();
+
+    /// Writes a fresh (zeroed) block's identity; the magic last, with Release,
+    /// so a process that sees it sees the rest.
+    pub(crate) fn init(&self, size: u64, data_offset: u64, owner_uid: u32, pid_namespace: u64) {
+        use std::sync::atomic::Ordering::{Relaxed, Release};
+        let id = &self.identity;
+        id.version.store(VERSION, Relaxed);
+        id.owner_uid.store(owner_uid, Relaxed);
+        id.pid_namespace.store(pid_namespace, Relaxed);
+        id.size.store(size, Relaxed);
+        id.data_offset.store(data_offset, Relaxed);
+        id.magic.store(MAGIC, Release);
+    }
+
+    /// Whether the block heads an area this library can use: our magic, our
+    /// layout version, and a data size and offset that agree with an object of
+    /// `total` bytes whose header is `header` bytes. Returns the area's size.
+    pub(crate) fn validate(&self, header: u64, total: u64) -> Result<u64, Invalid> {
+        use std::sync::atomic::Ordering::{Acquire, Relaxed};
+        let id = &self.identity;
+        if id.magic.load(Acquire) != MAGIC {
+            return Err(Invalid::NoMagic);
+        }
+        let version = id.version.load(Relaxed);
+        if version != VERSION {
+            return Err(Invalid::Version(version));
+        }
+        let size = id.size.load(Relaxed);
+        if id.data_offset.load(Relaxed) != header || header.checked_add(size) != Some(total) {
+            return Err(Invalid::Inconsistent { size });
+        }
+        Ok(size)
+    }
+
+    /// Whether the creator has written the magic yet.
+    pub(crate) fn has_magic(&self) -> bool {
+        self.identity
+            .magic
+            .load(std::sync::atomic::Ordering::Acquire)
+            == MAGIC
+    }
 
     /// The word update waiters sleep on.
     pub fn updates_futex_word(&self) -> &AtomicU32 {

@@ -16,7 +16,7 @@ use memmap2::{MmapOptions, MmapRaw};
 
 use crate::area::Object;
 use crate::backing::{page_size, shm_dir};
-use crate::control::{Control, MAGIC, SLOTS, VERSION};
+use crate::control::{Control, Invalid, SLOTS, VERSION};
 use crate::lock;
 use crate::lock::token::{Token, TokenFile};
 use crate::process::{self, Liveness};
@@ -214,29 +214,20 @@ fn open_checked(bare: &str) -> Result<(File, MmapRaw)> {
     // aligned, and lives as long as `map`; every bit pattern is a valid Control
     // (all atomics), and only loads are made through this read-only mapping.
     let ctl = unsafe { &*(map.as_ptr() as *const Control) };
-    let id = &ctl.identity;
-    if id.magic.load(Ordering::Acquire) != MAGIC {
-        return Err(not_an_area(bare, "not a sharedarea (no area header)"));
-    }
-    let version = id.version.load(Ordering::Relaxed);
-    if version != VERSION {
-        return Err(not_an_area(
+    ctl.validate(header, meta.len()).map_err(|why| match why {
+        Invalid::NoMagic => not_an_area(bare, "not a sharedarea (no area header)"),
+        Invalid::Version(v) => not_an_area(
             bare,
-            format_args!("layout version {version}; this library reads {VERSION}"),
-        ));
-    }
-    let size = id.size.load(Ordering::Relaxed);
-    if id.data_offset.load(Ordering::Relaxed) != header
-        || header.checked_add(size) != Some(meta.len())
-    {
-        return Err(not_an_area(
+            format_args!("layout version {v}; this library reads {VERSION}"),
+        ),
+        Invalid::Inconsistent { size } => not_an_area(
             bare,
             format_args!(
                 "its header says {size} bytes of data but the object has {} (truncated?)",
                 meta.len()
             ),
-        ));
-    }
+        ),
+    })?;
     Ok((file, map))
 }
 
