@@ -302,18 +302,17 @@ impl IntType {
 /// Attaches to the named area like any program would (`name=NAME`).
 fn attach(name: &str) -> Result<&'static Area, Error> {
     let bare = inspect::bare_name(name)?;
+    // Asked first, so the answer is a status, not a reading of the spec error's text.
+    let path = format!("{}/{bare}", sharedarea::backing::shm_dir());
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Err(Error::new(
+            Status::NoSuchArea,
+            format!("no area named \"{bare}\" (no {path})"),
+        ));
+    }
     let text = format!("name={bare}");
     let spec = Spec::parse(&text)?;
-    let id = registry::add(|| sharedarea::backing::create(&text, &spec)).map_err(|e| {
-        if e.status == Status::InvalidSpec && e.detail.contains("no such area") {
-            Error::new(
-                Status::NoSuchArea,
-                format!("no area named \"{bare}\" (no /dev/shm/{bare})"),
-            )
-        } else {
-            e
-        }
-    })?;
+    let id = registry::add(|| sharedarea::backing::create(&text, &spec))?;
     registry::get(id)
 }
 
