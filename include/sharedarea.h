@@ -270,6 +270,10 @@ int32_t sharedarea_unlock(int32_t id);
 // limit, 0: one try). Returns 0, RECOVERED, E_TIMED_OUT (the last error names
 // the holder and how long it has held the lock), or E_INTERRUPTED (a signal
 // arrived while blocked; nothing is held: call again with the time left).
+// As with any EINTR-based wait, a signal that lands while the caller is
+// between two of its sleeps (it wakes every 100 ms to check the holders) runs
+// its handler without ending the wait: a language binding that must run its
+// own handlers promptly waits in slices (the Perl and Python modules do).
 int32_t sharedarea_rlock_timeout(int32_t id, int64_t timeout_ms);
 
 // Takes the area's write lock (nests), waiting at most `timeout_ms`; as

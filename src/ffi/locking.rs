@@ -150,6 +150,10 @@ fn patience(id: i32, timeout_ms: i64) -> Result<(Patience, Option<Duration>)> {
 /// limit, 0: one try). Returns 0, RECOVERED, E_TIMED_OUT (the last error names
 /// the holder and how long it has held the lock), or E_INTERRUPTED (a signal
 /// arrived while blocked; nothing is held: call again with the time left).
+/// As with any EINTR-based wait, a signal that lands while the caller is
+/// between two of its sleeps (it wakes every 100 ms to check the holders) runs
+/// its handler without ending the wait: a language binding that must run its
+/// own handlers promptly waits in slices (the Perl and Python modules do).
 #[no_mangle]
 pub extern "C" fn sharedarea_rlock_timeout(id: i32, timeout_ms: i64) -> i32 {
     boundary("sharedarea_rlock_timeout", || {
