@@ -254,6 +254,14 @@ int32_t sharedarea_updates(int32_t id, uint64_t *out);
 // the same `seen` and the time left: no update is missed.
 int32_t sharedarea_wait_since(int32_t id, uint64_t seen, int64_t timeout_ms);
 
+// Returns 0 as soon as the update counter differs from `seen` (at once if it
+// already does), E_TIMED_OUT once CLOCK_MONOTONIC passes `deadline_ns`
+// (nanoseconds; 0: no limit), E_INTERRUPTED when a signal arrives. The
+// deadline is absolute, so a caller that runs its signal handlers on
+// E_INTERRUPTED calls again with the same `seen` and `deadline_ns`: no update
+// is missed and no time is added.
+int32_t sharedarea_wait_until(int32_t id, uint64_t seen, int64_t deadline_ns);
+
 // Counts an update and wakes waiters without changing bytes.
 int32_t sharedarea_update(int32_t id);
 

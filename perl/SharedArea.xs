@@ -771,17 +771,11 @@ S_wait(pTHX_ const char *fname, SV *id_sv, SV *freq_sv, SV *timeout_sv)
     if (st < 0)
         S_croak_core(aTHX_ fname, id, st);
     if (total_ms)
-        deadline = S_now_ns() + total_ms * 1000000;
+        deadline = S_now_ns() + total_ms * 1000000;   /* CLOCK_MONOTONIC, as the core's */
 
     for (;;) {
-        int64_t left_ms = 0;
-        if (total_ms) {
-            int64_t left_ns = deadline - S_now_ns();
-            if (left_ns <= 0)
-                break;
-            left_ms = (left_ns + 999999) / 1000000;
-        }
-        st = sharedarea_wait_since(id, seen, left_ms);
+        /* An absolute deadline: resuming after a handler adds no time. */
+        st = sharedarea_wait_until(id, seen, deadline);
         if (st == SHAREDAREA_OK)
             return;
         if (st == SHAREDAREA_E_INTERRUPTED) {

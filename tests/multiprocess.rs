@@ -1221,3 +1221,57 @@ fn dead_writer_holding_a_nested_wlock() {
     assert!(took < Duration::from_millis(1500), "{took:?}");
     assert_eq!(read(id, 0, 1).unwrap(), b"y");
 }
+
+/// `sharedarea_wait_until` takes an absolute CLOCK_MONOTONIC deadline: it
+/// returns on an update from another process, times out at the deadline and
+/// not before, and a caller resuming after a signal with the same arguments
+/// loses neither the update nor time.
+#[test]
+fn wait_until_wakes_on_update_and_ends_at_its_deadline() {
+    let _g = serial();
+    let id = must_init("1");
+    let now_ns = || {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+    };
+    // an update from another process ends it
+    let seen = updates(id);
+    let mut kid = fork_child(move || {
+        sleep_ms(100);
+        if write(id, 0, b"u") == 0 {
+            0
+        } else {
+            2
+        }
+    });
+    let t = Instant::now();
+    assert_eq!(
+        sa::sharedarea_wait_until(id, seen, now_ns() + 5_000_000_000),
+        0,
+        "{}",
+        last_error()
+    );
+    assert!(t.elapsed() < SECS(3));
+    kid.expect_success(SECS(5), "updater");
+    // no update: it ends at the deadline, not before
+    let seen = updates(id);
+    let deadline = now_ns() + 300_000_000;
+    let st = sa::sharedarea_wait_until(id, seen, deadline);
+    assert_eq!(st, sa::SHAREDAREA_E_TIMED_OUT, "{}", last_error());
+    assert!(now_ns() >= deadline, "returned before its deadline");
+    // a deadline already past: at once, TIMED_OUT; but an update already made wins
+    assert_eq!(
+        sa::sharedarea_wait_until(id, seen, 1),
+        sa::SHAREDAREA_E_TIMED_OUT
+    );
+    assert_eq!(sa::sharedarea_wait_until(id, seen - 1, 1), 0);
+    assert_eq!(
+        sa::sharedarea_wait_until(id, seen, -5),
+        sa::SHAREDAREA_E_INVALID_ARGUMENT
+    );
+    assert!(last_error().starts_with(&format!("sharedarea_wait_until: area {id}: deadline -5")));
+}

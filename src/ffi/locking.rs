@@ -69,6 +69,58 @@ pub extern "C" fn sharedarea_wait_since(id: i32, seen: u64, timeout_ms: i64) -> 
     })
 }
 
+/// Returns 0 as soon as the update counter differs from `seen` (at once if it
+/// already does), E_TIMED_OUT once CLOCK_MONOTONIC passes `deadline_ns`
+/// (nanoseconds; 0: no limit), E_INTERRUPTED when a signal arrives. The
+/// deadline is absolute, so a caller that runs its signal handlers on
+/// E_INTERRUPTED calls again with the same `seen` and `deadline_ns`: no update
+/// is missed and no time is added.
+#[no_mangle]
+pub extern "C" fn sharedarea_wait_until(id: i32, seen: u64, deadline_ns: i64) -> i32 {
+    boundary("sharedarea_wait_until", || {
+        let area = registry::get(id)?;
+        if deadline_ns < 0 {
+            return Err(Error::area(
+                Status::InvalidArgument,
+                id,
+                format!("deadline {deadline_ns} ns is negative (0 means no limit)"),
+            ));
+        }
+        let timeout = if deadline_ns == 0 {
+            None
+        } else {
+            let left = deadline_ns.saturating_sub(monotonic_ns());
+            if left <= 0 {
+                if area.updates() != seen {
+                    return Ok(0);
+                }
+                return Err(Error::area(
+                    Status::TimedOut,
+                    id,
+                    "the deadline passed with no update",
+                ));
+            }
+            Some(Duration::from_nanos(left as u64))
+        };
+        area.wait_since(seen, timeout)?;
+        Ok(0)
+    })
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds (the clock of `sharedarea_wait_until`).
+#[allow(clippy::unnecessary_cast)] // time_t and c_long are not i64 on every target
+fn monotonic_ns() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as i64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as i64)
+}
+
 /// Counts an update and wakes waiters without changing bytes.
 #[no_mangle]
 pub extern "C" fn sharedarea_update(id: i32) -> i32 {
