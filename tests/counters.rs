@@ -6,8 +6,6 @@
 mod common;
 use common::*;
 
-use sharedarea::control::Control;
-use std::ffi::CString;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -190,23 +188,8 @@ fn a_process_dead_in_an_integer_operation_is_recovered() {
     let name = ShmName::new("int-dead");
     let id = must_init(&format!("name={},size=4096", name.0));
     must_write(id, 64, b"x"); // this process's own slot first
-    let c = CString::new(name.0.as_str()).unwrap();
-    let fd = unsafe { libc::shm_open(c.as_ptr(), libc::O_RDWR, 0) };
-    assert!(fd >= 0);
-    let len = Control::SIZE.div_ceil(page_size() as usize) * page_size() as usize;
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd,
-            0,
-        )
-    };
-    // (fd stays open: closing it would drop this process's liveness tokens)
-    assert_ne!(p, libc::MAP_FAILED);
-    let ctl = unsafe { &*(p as *const Control) };
+    let view = ControlView::open(&name.0);
+    let ctl = view.ctl();
     let updates_before = info(id).updates;
     for (what, f) in [
         ("wlock", sa::sharedarea_wlock as extern "C" fn(i32) -> i32),
@@ -223,8 +206,8 @@ fn a_process_dead_in_an_integer_operation_is_recovered() {
             0
         });
         dead.expect_success(SECS(5), "slot taker");
-        let slot = (0..sharedarea::control::SLOTS)
-            .find(|&i| ctl.slots[i].pid.load(Ordering::SeqCst) == dead.pid as u32)
+        let slot = view
+            .slot_of(dead.pid as u32)
             .expect("the dead child's slot");
         ctl.slots[slot].ints.fetch_add(1, Ordering::SeqCst);
         let t = Instant::now();

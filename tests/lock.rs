@@ -11,9 +11,9 @@
 mod common;
 use common::*;
 
-use sharedarea::control::{Control, SLOTS};
-use std::ffi::{c_void, CString};
-use std::sync::atomic::{AtomicU32, Ordering};
+use sharedarea::control::SLOTS;
+use std::ffi::c_void;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -22,78 +22,6 @@ const SECS: fn(u64) -> Duration = Duration::from_secs;
 /// generation from bit 15 up.
 const WRITER_MASK: u32 = 0x1FFF;
 const GEN_ONE: u32 = 1 << 15;
-
-/// The control block of a `name=` area, mapped a second time. Its descriptor stays
-/// open for the life of the test process: closing a descriptor of the object would
-/// drop this process's liveness tokens on it (see src/lock/token.rs).
-struct ControlView {
-    base: *mut u8,
-    len: usize,
-}
-
-unsafe impl Send for ControlView {}
-unsafe impl Sync for ControlView {}
-
-impl ControlView {
-    fn open(name: &str) -> ControlView {
-        let c = CString::new(name).unwrap();
-        let fd = unsafe { libc::shm_open(c.as_ptr(), libc::O_RDWR, 0) };
-        assert!(
-            fd >= 0,
-            "shm_open {name}: {}",
-            std::io::Error::last_os_error()
-        );
-        let len = Control::SIZE.div_ceil(page_size() as usize) * page_size() as usize;
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED, "mmap control block");
-        let v = ControlView {
-            base: p as *mut u8,
-            len,
-        };
-        assert_eq!(unsafe { std::slice::from_raw_parts(v.base, 6) }, b"SHAREA");
-        v
-    }
-    fn ctl(&self) -> &Control {
-        unsafe { &*(self.base as *const Control) }
-    }
-    fn state(&self) -> &AtomicU32 {
-        &self.ctl().lock.state
-    }
-    fn hwm(&self) -> &AtomicU32 {
-        &self.ctl().lock.slot_hwm
-    }
-    fn pid(&self, i: usize) -> &AtomicU32 {
-        &self.ctl().slots[i].pid
-    }
-    fn readers(&self, i: usize) -> &AtomicU32 {
-        &self.ctl().slots[i].readers
-    }
-    /// (slot, pid, readers) of every slot below the high-water mark with readers != 0.
-    fn busy_readers(&self) -> Vec<(usize, u32, u32)> {
-        let hwm = (self.hwm().load(Ordering::SeqCst) as usize).min(SLOTS);
-        (0..hwm)
-            .filter_map(|i| {
-                let r = self.readers(i).load(Ordering::SeqCst);
-                (r != 0).then(|| (i, self.pid(i).load(Ordering::SeqCst), r))
-            })
-            .collect()
-    }
-}
-
-impl Drop for ControlView {
-    fn drop(&mut self) {
-        unsafe { libc::munmap(self.base as *mut c_void, self.len) };
-    }
-}
 
 /// In a forked child: `write(id, 0, b"w")`. Returns how long it took, or None if it
 /// did not finish within `limit` (the child is killed then).
@@ -387,19 +315,7 @@ fn generation_changes_on_every_acquisition_and_wraps_cleanly() {
     // the one before it acquired.
     let before = st.load(Ordering::SeqCst);
     let sc = Scratch::new(2);
-    let mut dead = {
-        let sc = &sc;
-        fork_child(move || {
-            if wlock(id) != 0 {
-                return 2;
-            }
-            sc.set(0, 1);
-            loop {
-                unsafe { libc::pause() };
-            }
-        })
-    };
-    assert!(sc.wait_for(0, 1, SECS(5)));
+    let mut dead = lock_holder(id, true, &sc, 0);
     dead.kill_and_reap();
     assert!(write_in_child(id, SECS(3)).is_some());
     let after = st.load(Ordering::SeqCst);
@@ -423,17 +339,7 @@ fn sixty_four_dead_readers_and_a_dead_writer_are_cleared_within_a_second() {
     let rec0 = info(id).recoveries;
     let mut kids = Vec::new();
     for i in 0..READERS {
-        let sc = &sc;
-        kids.push(fork_child(move || {
-            if rlock(id) != 0 {
-                return 2;
-            }
-            sc.set(i, 1);
-            loop {
-                unsafe { libc::pause() };
-            }
-        }));
-        assert!(sc.wait_for(i, 1, SECS(10)), "reader {i} took rlock");
+        kids.push(lock_holder(id, false, &sc, i));
     }
     // A writer that has installed itself and waits for the readers to drain.
     let mut writer = fork_child(move || if wlock(id) == 0 { 0 } else { 2 });
@@ -541,19 +447,7 @@ fn timed_locks_end_on_time_and_name_the_holder() {
     let _g = serial();
     let id = must_init("1");
     let sc = Scratch::new(2);
-    let mut holder = {
-        let sc = &sc;
-        fork_child(move || {
-            if wlock(id) != 0 {
-                return 2;
-            }
-            sc.set(0, 1);
-            loop {
-                unsafe { libc::pause() };
-            }
-        })
-    };
-    assert!(sc.wait_for(0, 1, SECS(5)));
+    let mut holder = lock_holder(id, true, &sc, 0);
     holder.signal(libc::SIGSTOP);
     let t = Instant::now();
     assert_eq!(wlock_timeout(id, 300), sa::SHAREDAREA_E_TIMED_OUT);
@@ -668,8 +562,8 @@ fn unlock_of_a_lock_no_longer_held_is_an_error_and_releases_nothing() {
     view.state().store(s & !WRITER_MASK, Ordering::SeqCst);
     // A read count cleared under us: unlock refuses rather than wrapping it.
     assert_eq!(rlock(id), 0);
-    let mine = (0..SLOTS)
-        .find(|&i| view.pid(i).load(Ordering::SeqCst) == std::process::id())
+    let mine = view
+        .slot_of(std::process::id())
         .expect("this process's slot");
     view.readers(mine).store(0, Ordering::SeqCst);
     assert_eq!(unlock(id), sa::SHAREDAREA_E_LOCK_MISUSE);
@@ -700,8 +594,8 @@ fn scribbled_slots_and_writer_fields_are_recovered() {
     );
     assert_eq!(view.readers(300).load(Ordering::SeqCst), 0);
     // A writer field naming this (live) process's slot, which holds no write lock.
-    let mine = (0..SLOTS)
-        .find(|&i| view.pid(i).load(Ordering::SeqCst) == std::process::id())
+    let mine = view
+        .slot_of(std::process::id())
         .expect("this process's slot");
     let s = view.state().load(Ordering::SeqCst);
     view.state()

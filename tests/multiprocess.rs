@@ -1141,18 +1141,7 @@ fn dead_reader_beside_a_live_reader() {
     must_write(id, 0, b"x");
     let sc = Scratch::new(4);
     let rec0 = info(id).recoveries;
-    let mut dead = {
-        let sc = &sc;
-        fork_child(move || {
-            if rlock(id) != 0 {
-                return 2;
-            }
-            sc.set(0, 1);
-            loop {
-                unsafe { libc::pause() };
-            }
-        })
-    };
+    let mut dead = lock_holder(id, false, &sc, 0);
     let mut live = {
         let sc = &sc;
         fork_child(move || {

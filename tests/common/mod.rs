@@ -414,6 +414,31 @@ pub struct Child {
     reaped: bool,
 }
 
+/// A forked child that takes the area's write lock (`write`) or read lock, says
+/// so in `sc` slot `flag` (set to 1), and then holds it until it is killed.
+/// Returns once it holds the lock.
+pub fn lock_holder(id: i32, write: bool, sc: &Scratch, flag: usize) -> Child {
+    let child = fork_child(move || {
+        let st = if write {
+            sa::sharedarea_wlock(id)
+        } else {
+            sa::sharedarea_rlock(id)
+        };
+        if st != 0 {
+            return child_fail(2, &format!("lock: {st}: {}", last_error()));
+        }
+        sc.set(flag, 1);
+        loop {
+            unsafe { libc::pause() };
+        }
+    });
+    assert!(
+        sc.wait_for(flag, 1, Duration::from_secs(10)),
+        "the holder did not take the lock"
+    );
+    child
+}
+
 /// Forks; the child runs `f` and `_exit`s with its return value (101 if it panicked).
 pub fn fork_child<F: FnOnce() -> i32>(f: F) -> Child {
     let pid = unsafe { libc::fork() };
@@ -644,4 +669,83 @@ pub fn join_within<T>(t: std::thread::JoinHandle<T>, timeout: Duration, what: &s
     }
     t.join()
         .unwrap_or_else(|_| panic!("{what}: thread panicked"))
+}
+
+// ---------------------------------------------------------------------------------------
+// The control block of a `name=` area, seen from the test (layout: src/control.rs)
+
+/// The control block of a `name=` area, mapped a second time. Its descriptor stays
+/// open for the life of the test process: closing a descriptor of the object would
+/// drop this process's liveness tokens on it (see src/lock/token.rs).
+pub struct ControlView {
+    base: *mut u8,
+    len: usize,
+}
+
+unsafe impl Send for ControlView {}
+unsafe impl Sync for ControlView {}
+
+impl ControlView {
+    pub fn open(name: &str) -> ControlView {
+        let c = CString::new(name).unwrap();
+        let fd = unsafe { libc::shm_open(c.as_ptr(), libc::O_RDWR, 0) };
+        assert!(
+            fd >= 0,
+            "shm_open {name}: {}",
+            std::io::Error::last_os_error()
+        );
+        let len = sa::control::Control::SIZE.div_ceil(page_size() as usize) * page_size() as usize;
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED, "mmap control block");
+        let v = ControlView {
+            base: p as *mut u8,
+            len,
+        };
+        assert_eq!(unsafe { std::slice::from_raw_parts(v.base, 6) }, b"SHAREA");
+        v
+    }
+    pub fn ctl(&self) -> &sa::control::Control {
+        unsafe { &*(self.base as *const sa::control::Control) }
+    }
+    pub fn state(&self) -> &std::sync::atomic::AtomicU32 {
+        &self.ctl().lock.state
+    }
+    pub fn hwm(&self) -> &std::sync::atomic::AtomicU32 {
+        &self.ctl().lock.slot_hwm
+    }
+    pub fn pid(&self, i: usize) -> &std::sync::atomic::AtomicU32 {
+        &self.ctl().slots[i].pid
+    }
+    pub fn readers(&self, i: usize) -> &std::sync::atomic::AtomicU32 {
+        &self.ctl().slots[i].readers
+    }
+    /// The slot whose recorded pid is `pid`.
+    pub fn slot_of(&self, pid: u32) -> Option<usize> {
+        (0..sa::control::SLOTS).find(|&i| self.pid(i).load(Ordering::SeqCst) == pid)
+    }
+    /// (slot, pid, readers) of every slot below the high-water mark with readers != 0.
+    pub fn busy_readers(&self) -> Vec<(usize, u32, u32)> {
+        let hwm = (self.hwm().load(Ordering::SeqCst) as usize).min(sa::control::SLOTS);
+        (0..hwm)
+            .filter_map(|i| {
+                let r = self.readers(i).load(Ordering::SeqCst);
+                (r != 0).then(|| (i, self.pid(i).load(Ordering::SeqCst), r))
+            })
+            .collect()
+    }
+}
+
+impl Drop for ControlView {
+    fn drop(&mut self) {
+        unsafe { libc::munmap(self.base as *mut c_void, self.len) };
+    }
 }
