@@ -567,27 +567,21 @@ impl Area {
                 atomic_add(p, amount)
             }));
         }
-        self.modify_int(pos, |v: T| v.wrapping_add(amount))
+        self.writing(|| {
+            // SAFETY: in range (checked above); under the write lock no other
+            // writer touches it, and lock-free readers discard what they saw.
+            unsafe {
+                let v = load_int::<T>(p).wrapping_add(amount);
+                store_int(p, v);
+                v
+            }
+        })
     }
 
     /// Subtracts `amount` (wrapping) and returns the new value.
     pub fn sub_int<T: Int>(&self, pos: u64, amount: T) -> Result<T> {
         let zero = T::from_bytes([0; 8]);
         self.add_int(pos, zero.wrapping_sub(amount))
-    }
-
-    fn modify_int<T: Int>(&self, pos: u64, f: impl FnOnce(T) -> T) -> Result<T> {
-        let start = self.check(pos, T::BYTES)?;
-        let p = self.ptr(start);
-        self.writing(|| {
-            // SAFETY: in range (checked); under the write lock no other writer
-            // touches it, and lock-free readers discard what they saw meanwhile.
-            unsafe {
-                let v = f(load_int::<T>(p));
-                store_int(p, v);
-                v
-            }
-        })
     }
 
     /// Counts an update and wakes waiters without changing bytes.
