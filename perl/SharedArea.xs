@@ -410,8 +410,31 @@ S_croak_arg(pTHX_ const char *fname, IV id, const char *what, SV *sv,
     ((SvFLAGS(sv) & (SVf_IOK | SVf_POK | SVf_NOK | SVf_ROK | SVs_GMG)) == SVf_IOK)
 #define PLAIN_NONNEG_IV(sv) (PLAIN_IV(sv) && (SvIsUV(sv) || SvIVX(sv) >= 0))
 
+/* An id no area can have (negative, not an integer, or past int32_t, so it
+ * cannot be passed to the core): die as the core does for an area that does
+ * not exist ("area 7: no such area (the only area is 0)"), one text for the
+ * condition, about the id as SHOWN.  The core's detail is taken from a call
+ * on area -1, which never exists. */
+static void S_die_no_such_area(pTHX_ const char *fname, const char *shown)
+    __attribute__noreturn__ SA_COLD;
+
+static void
+S_die_no_such_area(pTHX_ const char *fname, const char *shown)
+{
+    static const char lead[] = "area -1: ";
+    uint64_t ignored;
+    const char *detail = NULL;
+    if (sharedarea_updates(-1, &ignored) == SHAREDAREA_E_NO_SUCH_AREA)
+        detail = S_core_detail();
+    if (detail && strnEQ(detail, lead, sizeof lead - 1))
+        S_die(aTHX_ fname, -1, SHAREDAREA_E_NO_SUCH_AREA, "area %s: %s", shown,
+              detail + sizeof lead - 1);
+    S_die(aTHX_ fname, -1, SHAREDAREA_E_NO_SUCH_AREA, "area %s: %s", shown,
+          sharedarea_strerror(SHAREDAREA_E_NO_SUCH_AREA));
+}
+
 /* An area id: a non-negative integer that fits int32_t.  Whether the area
- * exists is the core's to say; a negative or absurd id "does not exist". */
+ * exists is the core's to say; a negative or absurd id is "no such area". */
 static int32_t S_arg_id_slow(pTHX_ const char *fname, SV *sv) SA_COLD;
 
 PERL_STATIC_INLINE int32_t
@@ -438,7 +461,7 @@ S_arg_id_slow(pTHX_ const char *fname, SV *sv)
     case ARG_NOT_INTEGER:
     case ARG_NOT_FINITE:
     case ARG_TOO_BIG:
-        S_die(aTHX_ fname, -1, SHAREDAREA_E_NO_SUCH_AREA, "area %s does not exist", S_show(aTHX_ sv, st));
+        S_die_no_such_area(aTHX_ fname, S_show(aTHX_ sv, st));
     default:
         S_croak_arg(aTHX_ fname, -1, "area id", sv, st, "");
     }

@@ -41,9 +41,9 @@ sub case { push @cases, [@_] }
 for my $f (@fixed, @id_only) {
     my $c = $call{$f};
     case("$f: id 99",    sub { $c->(99, 0) },    qr/^sharedarea_$f: area 99: no such area/);
-    case("$f: id -1",    sub { $c->(-1, 0) },    qr/^sharedarea_$f: area -1 does not exist/);
-    case("$f: id 1.5",   sub { $c->(1.5, 0) },   qr/^sharedarea_$f: area 1.5 does not exist/);
-    case("$f: id 2**40", sub { $c->(2**40, 0) }, qr/^sharedarea_$f: area 1099511627776 does not exist/);
+    case("$f: id -1",    sub { $c->(-1, 0) },    qr/^sharedarea_$f: area -1: no such area/);
+    case("$f: id 1.5",   sub { $c->(1.5, 0) },   qr/^sharedarea_$f: area 1.5: no such area/);
+    case("$f: id 2**40", sub { $c->(2**40, 0) }, qr/^sharedarea_$f: area 1099511627776: no such area/);
     case("$f: id 'abc'", sub { $c->('abc', 0) }, qr/^sharedarea_$f: area id "abc" is not a number/);
     case("$f: id undef", sub { $c->(undef, 0) }, qr/^sharedarea_$f: area id is undef/);
 }
@@ -169,7 +169,7 @@ for my $code (sort keys %usage) {
 for my $f (qw(info updates)) {
     my $c = \&{"SharedArea::$f"};
     case("$f: id 5",  sub { $c->(5) },  qr/^SharedArea::$f: area 5: no such area/);
-    case("$f: id -1", sub { $c->(-1) }, qr/^SharedArea::$f: area -1 does not exist/);
+    case("$f: id -1", sub { $c->(-1) }, qr/^SharedArea::$f: area -1: no such area/);
 }
 case('set_used: past the end', sub { SharedArea::set_used($id, $S + 1) }, qr/^SharedArea::set_used: area 0: used \d+ is past the end/);
 case('set_used: -1',           sub { SharedArea::set_used($id, -1) },     qr/^SharedArea::set_used: area 0: used -1 is negative/);
@@ -251,7 +251,7 @@ for my $case (@cases) {
           'position -1 is negative' ],
         [ sub { uwsgi::sharedarea_read(7, 0, 1) }, 'E_NO_SUCH_AREA', 'sharedarea_read', 7, undef ],
         [ sub { uwsgi::sharedarea_read(-1, 0, 1) }, 'E_NO_SUCH_AREA', 'sharedarea_read', undef,
-          'area -1 does not exist' ],
+          'area -1: no such area (the only area is 0)' ],
         [ sub { uwsgi::sharedarea_wait($id, 0, 0.01) }, 'E_TIMED_OUT', 'sharedarea_wait', $id,
           'timed out after 0.01 s' ],
         [ sub { SharedArea::init('pages=0') }, 'E_INVALID_SPEC', 'SharedArea::init', undef, undef ],
@@ -277,6 +277,20 @@ for my $case (@cases) {
         like($text, qr/\Q${\ $e->message }\E at \Q$0\E line \d+\.\n\z/, '... then the message and the caller\'s line, as croak');
         like($e, qr/^\Q$function\E: /, '... $@ =~ matches the text');
         ok($e eq $text && "prefix $e" eq "prefix $text", '... and it compares and joins as the text');
+    }
+
+    # "No such area" has one text, whether the core saw the id (7) or the id
+    # could not be given to it (negative, fractional, past 2**31): the core's
+    # wording about the id as the caller wrote it, with the same status.
+    {
+        my $core = do { local $@; eval { uwsgi::sharedarea_read(7, 0, 1) }; $@ };
+        is($core->name, 'E_NO_SUCH_AREA', 'area 7 is no such area (the core says so)');
+        my $said = $core->message;
+        for my $bad (-1, 1.5, 2**31, 2**32 + 1, 2**40) {
+            my $e = do { local $@; eval { uwsgi::sharedarea_read($bad, 0, 1) }; $@ };
+            is(ref $e && $e->name, 'E_NO_SUCH_AREA', "area $bad: E_NO_SUCH_AREA");
+            is(ref $e && $e->_cause, "area $bad: $said", "... in the core's words about area $bad");
+        }
     }
 
     # Uncaught, it prints exactly its text, as a plain croak would.
@@ -320,6 +334,7 @@ for my $case (@cases) {
     my @inc = map { "-I$_" } grep { !ref } @INC;
     my $prog = 'use SharedArea "1"; for my $c (sub { uwsgi::sharedarea_read(0, 4090, 16) }, '
              . 'sub { uwsgi::sharedarea_write8(0, -1, 1) }, sub { uwsgi::sharedarea_read(7, 0, 1) }, '
+             . 'sub { uwsgi::sharedarea_read(-1, 0, 1) }, '
              . 'sub { uwsgi::sharedarea_wait(0, 0, 0.5) }) { eval { $c->(); 1 } or print "$@" }';
     my %real = map { s/ at \S+ line \d+\.\z//r => 1 } split /\n/, `$^X @inc -e '$prog'`;
     ok(scalar(@pod) >= 4, 'perldoc SharedArea shows error texts');

@@ -102,7 +102,7 @@ for my $bad (
     [[$id, -1],             qr/^$F: area 0: position -1 is negative/, 'a negative pos'],
     [[$id, 0, 2**64],       qr/^$F: area 0: length \S+ is too large/, 'len 2**64'],
     [[7, 0],                qr/^$F: area 7: no such area/, 'an area that does not exist'],
-    [[-1, 0],               qr/^$F: area -1 does not exist/, 'a negative id'],
+    [[-1, 0],               qr/^$F: area -1: no such area/, 'a negative id'],
 ) {
     my ($args, $re, $name) = @$bad;
     ok(!eval { SharedArea::_ws_send_from_area($F, $fd, 1, @$args); 1 }, "$name dies");

@@ -108,12 +108,14 @@ sub child {
         my $shown = "$id";
         ok(!eval { uwsgi::sharedarea_read($id, 0, 8); 1 }, "read from area $shown dies (uWSGI reads area "
             . ($id & 0xFFFFFFFF) . ')');
-        like($@, qr/^sharedarea_read: area \Q$shown\E does not exist/, '... saying that area does not exist');
+        is(ref $@ && $@->name, 'E_NO_SUCH_AREA', '... as an area that does not exist');
+        like($@, qr/^sharedarea_read: area \Q$shown\E: /, '... naming that area, not a truncated one');
         ok(!eval { uwsgi::sharedarea_write($id, 0, 'TRUNCATED'); 1 }, "write to area $shown dies");
-        like($@, qr/^sharedarea_write: area \Q$shown\E does not exist/, '... saying that area does not exist');
+        is(ref $@ && $@->name, 'E_NO_SUCH_AREA', '... as an area that does not exist');
+        like($@, qr/^sharedarea_write: area \Q$shown\E: /, '... naming that area');
         ok(!eval { uwsgi::sharedarea_inc64($id, 8); 1 }, "inc64 on area $shown dies");
         ok(!eval { uwsgi::sharedarea_wait($id, 0, 1); 1 }, "wait on area $shown dies");
-        like($@, qr/does not exist/, '... at once, saying that area does not exist');
+        is(ref $@ && $@->name, 'E_NO_SUCH_AREA', '... at once, as an area that does not exist');
     }
     # from another process too (the areas are shared): nothing landed anywhere
     my $pid = child(sub { !eval { uwsgi::sharedarea_write(2**32 + 1, 0, 'CHILD'); 1 } });

@@ -366,6 +366,7 @@ area and the cause, and changes nothing in the area:
   sharedarea_read: area 0: 16 bytes at 4090 run past the end (4096 bytes)
   sharedarea_write8: area 0: position -1 is negative
   sharedarea_read: area 7: no such area (the only area is 0)
+  sharedarea_read: area -1: no such area (the only area is 0)
   sharedarea_wait: area 0: timed out after 0.5 s
 
 What it dies with is a C<SharedArea::Error> object that reads as that text
@@ -397,7 +398,10 @@ for numbers of 2**64 or more, C<E_NO_SUCH_AREA> for an id no area can have).
 
 The function named in the text, the area id (C<undef> when the failure is not
 about one area) and the cause alone (C<16 bytes at 4090 run past the end
-(4096 bytes)>).
+(4096 bytes)>).  An id no area can have (negative, fractional, 2**31 or more)
+fails as an area that does not exist, C<E_NO_SUCH_AREA>, in the same words
+about the id as given (C<area -1: no such area (the only area is 0)>), with
+C<< $@->area >> C<undef> and the id kept in C<< $@->message >>.
 
 =back
 
@@ -802,7 +806,7 @@ lock free (uWSGI's failure path releases a lock it does not hold, which
 wedges the lock for every worker).
 
 =item - Area ids are not truncated to a C C<int>: C<sharedarea_read(2**32 + 1, 0, 1)>
-dies with C<area 4294967297 does not exist> (uWSGI reads area 1, and a write
+dies with C<area 4294967297: no such area (...)> (uWSGI reads area 1, and a write
 there lands in area 1).
 
 =item - A C<sharedarea_wait> timeout above 2**31 seconds is honoured as a very long
