@@ -17,6 +17,7 @@
 #include "XSUB.h"
 
 #include <math.h>
+#include <poll.h>
 #include <string.h>
 #include <time.h>
 
@@ -1227,6 +1228,27 @@ S_ws_forget(pTHX_ SV *fd_sv)
     return (UV)st;
 }
 
+/* _ws_poll(fd, events, timeout_ms): poll(2) on one descriptor, for the
+ * waits of SharedArea::WebSocket: the events that happened (POLLIN, POLLOUT,
+ * POLLERR, POLLHUP, ...; 0 when TIMEOUT_MS ran out; a negative TIMEOUT_MS
+ * waits without limit), or -1 with errno ($!) set when poll failed (EINTR: a
+ * signal arrived, and perl runs its %SIG handler when this returns, as for
+ * any system call).  Works for any descriptor number (select(2) stops at
+ * 1024), and costs one system call: IO::Poll's object API rebuilds its
+ * arrays on every call, a few microseconds each (bench/poll-call.pl). */
+static IV
+S_ws_poll(pTHX_ SV *fd_sv, SV *events_sv, SV *timeout_sv)
+{
+    struct pollfd p;
+    IV t = SvIV(timeout_sv);
+    p.fd = S_arg_fd(aTHX_ "SharedArea::_ws_poll", fd_sv);
+    p.events = (short)SvIV(events_sv);
+    p.revents = 0;
+    if (poll(&p, 1, t < 0 ? -1 : t > INT_MAX ? INT_MAX : (int)t) < 0)
+        return -1;
+    return (IV)(unsigned short)p.revents;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Names and usages, indexed by the XS ALIAS ix                             */
 /* ------------------------------------------------------------------------ */
@@ -1506,6 +1528,12 @@ _ws_forget(...)
   CODE:
     S_check_items(aTHX_ items, 1, 1, "SharedArea::_ws_forget(fd)");
     XSRETURN_UV(S_ws_forget(aTHX_ ST(0)));
+
+void
+_ws_poll(...)
+  CODE:
+    S_check_items(aTHX_ items, 3, 3, "SharedArea::_ws_poll(fd, events, timeout_ms)");
+    XSRETURN_IV(S_ws_poll(aTHX_ ST(0), ST(1), ST(2)));
 
 void
 _ws_send_nb(...)

@@ -8,8 +8,9 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
-use Errno qw(EAGAIN EWOULDBLOCK);
+use Errno qw(EAGAIN EINTR EWOULDBLOCK);
 use IO::Handle;
+use IO::Poll ();
 use POSIX qw(_exit);
 use Socket qw(AF_UNIX SOCK_STREAM PF_UNSPEC MSG_DONTWAIT);
 use Time::HiRes qw(time sleep);
@@ -406,6 +407,62 @@ for my $case (
     my ($c, $env) = session('sharedarea.websocket.options' => { linger => 0 });
     SharedArea::WebSocket::_end_session($env->{'sharedarea.websocket'}, 1);
     is(unpack('H*', pending($c)), '880203f3', 'after an app error: close 1011');
+}
+
+# --- waiting on a descriptor above 1024 (where select(2) stops) -------------------
+# A session's waits poll its own descriptor, whatever its number: the wait
+# that SharedArea::_ws_poll does (timeout, readiness, the peer's hang-up, a
+# signal), and websocket_recv waiting for a message and for the peer's end.
+SKIP: {
+    my $high = 1500;
+    my ($c, $s) = pair();
+    skip "descriptor $high is past this process's limit (ulimit -n)", 12
+        unless defined POSIX::dup2(fileno $s, $high);
+    close $s;
+    open my $io, '+<&=', $high or die "fd $high: $!";
+    my %st = SharedArea::_ws_statuses();
+    my ($POLLIN, $POLLHUP) = (IO::Poll::POLLIN(), IO::Poll::POLLHUP());
+
+    my $t0 = time;
+    is(SharedArea::_ws_poll($high, $POLLIN, 200), 0, "_ws_poll on fd $high: 0 when nothing came in time");
+    ok(time - $t0 >= 0.15, '... after waiting about the timeout');
+    {
+        my $ran = 0;
+        local $SIG{USR1} = sub { $ran++ };
+        my $parent = $$;
+        my $pid = fork // die "fork: $!";
+        if (!$pid) { sleep 0.2; kill 'USR1', $parent; _exit(0) }
+        my $r = SharedArea::_ws_poll($high, $POLLIN, 10_000);
+        my $errno = $! + 0;
+        waitpid $pid, 0;
+        is($r, -1, '_ws_poll: -1 when a signal arrives during the wait');
+        is($errno, EINTR, '... with $! EINTR');
+        is($ran, 1, '... and the %SIG handler has run when it returns');
+    }
+    syswrite $c, 'x';
+    ok(SharedArea::_ws_poll($high, $POLLIN, 1000) & $POLLIN, '_ws_poll: POLLIN when there is something to read');
+    sysread $io, my $x, 1;
+
+    my $env = request_env($io);
+    local $SharedArea::WebSocket::ENV = $env;
+    uwsgi::websocket_handshake();
+    pending($c);
+    is(uwsgi::connection_fd(), $high, "a session on fd $high");
+    my $pid = fork // die "fork: $!";
+    if (!$pid) { alarm 30; sleep 0.3; syswrite($c, client_frame(1, 'late')); _exit(0) }
+    $t0 = time;
+    is(uwsgi::websocket_recv(), 'late', 'websocket_recv waits on it for a message');
+    ok(time - $t0 >= 0.2, '... that came later');
+    waitpid $pid, 0;
+
+    $pid = fork // die "fork: $!";
+    if (!$pid) { alarm 30; sleep 0.3; _exit(0) }    # holds the client end, then drops it
+    close $c;
+    ok(!eval { uwsgi::websocket_recv(); 1 }, 'websocket_recv dies when the peer goes away meanwhile');
+    is(do { no warnings 'once'; $SharedArea::WebSocket::STATUS }, $st{PEER_CLOSED}, '... as PEER_CLOSED');
+    waitpid $pid, 0;
+    ok(SharedArea::_ws_poll($high, $POLLIN, 1000) & $POLLHUP, '_ws_poll: POLLHUP once the peer has gone');
+    SharedArea::WebSocket::_end_session($env->{'sharedarea.websocket'}, 0);
 }
 
 sub rss_kib {

@@ -721,9 +721,8 @@ sub _flush_pending {
 
 sub _socket_dead {
     my ($ws) = @_;
-    my @p = ($ws->{fd}, POLLOUT);
-    return 0 unless IO::Poll::_poll(0, @p) > 0;
-    return ($p[1] & (POLLERR | POLLHUP)) ? 1 : 0;
+    my $got = SharedArea::_ws_poll($ws->{fd}, POLLOUT, 0);
+    return ($got > 0 && ($got & (POLLERR | POLLHUP))) ? 1 : 0;
 }
 
 # Writes all of $data within $timeout seconds; true on success, false (with
@@ -745,8 +744,7 @@ sub _write_all {
             $! = POSIX::ETIMEDOUT();
             return 0;
         }
-        my @p = ($ws->{fd}, POLLOUT);
-        IO::Poll::_poll(int($left * 1000) + 1, @p);
+        SharedArea::_ws_poll($ws->{fd}, POLLOUT, int($left * 1000) + 1);
     }
     return 1;
 }
@@ -816,8 +814,7 @@ sub _fill {
             my $due = _keepalive($ws, $F);
             $wait = defined $due ? int($due * 1000) + 1 : -1;
         }
-        my @p = ($ws->{fd}, POLLIN);
-        my $r = IO::Poll::_poll($wait, @p);
+        my $r = SharedArea::_ws_poll($ws->{fd}, POLLIN, $wait);
         if ($r < 0) {
             next if $! == EINTR && $timeout_ms < 0;    # %SIG handlers ran; wait on
             return 0 if $! == EINTR;
@@ -1098,8 +1095,7 @@ sub _await_peer_close {
         }
         my $left = $deadline - Time::HiRes::time();
         return 0 if $left <= 0;
-        my @p = ($ws->{fd}, POLLIN);
-        my $r = IO::Poll::_poll(int($left * 1000) + 1, @p);
+        my $r = SharedArea::_ws_poll($ws->{fd}, POLLIN, int($left * 1000) + 1);
         next if $r < 0 && $! == EINTR;
         return 0 if $r <= 0;
         my $n = sysread($ws->{io}, $ws->{rbuf}, 65536, length $ws->{rbuf});
