@@ -353,7 +353,12 @@ impl From<Error> for Stop {
 
 /// One non-blocking `sendmsg` of up to two pieces. Ok(Some(bytes taken)),
 /// Ok(None) on EINTR; EAGAIN is Ok(Some(0)).
-fn send_once(fd: i32, a: &[u8], b: *const u8, b_len: usize) -> Result<Option<usize>> {
+///
+/// # Safety
+/// `b` is valid for reads of `b_len` bytes during the call (any pointer when
+/// `b_len` is 0). A raw pointer, not a slice: it may point into an area, whose
+/// bytes other processes may change.
+unsafe fn send_once(fd: i32, a: &[u8], b: *const u8, b_len: usize) -> Result<Option<usize>> {
     let mut iov = [
         libc::iovec {
             iov_base: a.as_ptr() as *mut libc::c_void,
@@ -384,9 +389,13 @@ fn send_once(fd: i32, a: &[u8], b: *const u8, b_len: usize) -> Result<Option<usi
 
 /// The first send of a frame (under the area's lock for a send from an area):
 /// non-blocking, retrying EINTR (it never waits, so a retry costs nothing).
-fn send_first(fd: i32, a: &[u8], b: *const u8, b_len: usize) -> Result<usize> {
+///
+/// # Safety
+/// As for [`send_once`]: `b` is valid for reads of `b_len` bytes during the call.
+unsafe fn send_first(fd: i32, a: &[u8], b: *const u8, b_len: usize) -> Result<usize> {
     loop {
-        if let Some(n) = send_once(fd, a, b, b_len)? {
+        // SAFETY: the caller's contract is send_once's.
+        if let Some(n) = unsafe { send_once(fd, a, b, b_len) }? {
             return Ok(n);
         }
     }
@@ -410,7 +419,8 @@ fn drain(
         } else {
             (&body[*done - head.len()..], &[][..])
         };
-        match send_once(fd, a, b.as_ptr(), b.len())? {
+        // SAFETY: `b` is a slice, valid for its length.
+        match unsafe { send_once(fd, a, b.as_ptr(), b.len()) }? {
             None => return Err(Stop::Interrupted),
             Some(0) => wait_writable(fd, *last_progress + stall_limit())?,
             Some(n) => {
@@ -549,7 +559,8 @@ pub fn send(fd: i32, opcode: u8, payload: &[u8]) -> Result<u64> {
     check_nothing_pending(fd)?;
     let mut hdr = [0u8; 10];
     let h = frame_header(opcode, payload.len() as u64, &mut hdr);
-    let sent = send_first(fd, &hdr[..h], payload.as_ptr(), payload.len())?;
+    // SAFETY: `payload` is a slice, valid for its length.
+    let sent = unsafe { send_first(fd, &hdr[..h], payload.as_ptr(), payload.len()) }?;
     let n = payload.len() as u64;
     finish(fd, &hdr[..h], Body::Borrowed(payload), n, sent, false)?;
     Ok(n)
@@ -567,7 +578,9 @@ pub fn send_from_area(fd: i32, opcode: u8, area: &Area, pos: u64, len: u64) -> R
     // Under the read lock: one non-blocking sendmsg straight from shared memory,
     // and a private copy of whatever the kernel did not take.
     let (sent, rest) = area.with_bytes_locked(pos, n, |p, l| -> Result<(usize, Vec<u8>)> {
-        let sent = send_first(fd, &hdr[..h], p, l)?;
+        // SAFETY: `p` points at `l` bytes of the area, valid while the lock is
+        // held (inside this closure).
+        let sent = unsafe { send_first(fd, &hdr[..h], p, l) }?;
         let from = sent.saturating_sub(h);
         // SAFETY: `p` points at `l` bytes of the area, valid while the lock is held
         // (inside this closure); `from <= l` because sendmsg took at most h + l.
@@ -614,7 +627,8 @@ pub fn flush_nb(fd: i32) -> Result<u64> {
         return Ok(0);
     };
     while p.done < p.bytes.len() {
-        match send_first(fd, &p.bytes[p.done..], std::ptr::null(), 0) {
+        // SAFETY: no second piece (length 0).
+        match unsafe { send_first(fd, &p.bytes[p.done..], std::ptr::null(), 0) } {
             Ok(0) => break,
             Ok(n) => {
                 p.done += n;
@@ -646,7 +660,8 @@ pub fn send_nb(fd: i32, opcode: u8, payload: &[u8]) -> Result<u64> {
         queue(fd, v, payload.len() as u64);
         return Ok(pending_len(fd));
     }
-    let sent = send_first(fd, &hdr[..h], payload.as_ptr(), payload.len())?;
+    // SAFETY: `payload` is a slice, valid for its length.
+    let sent = unsafe { send_first(fd, &hdr[..h], payload.as_ptr(), payload.len()) }?;
     if sent < h + payload.len() {
         let mut v = Vec::with_capacity(h + payload.len() - sent);
         if sent < h {
@@ -671,7 +686,9 @@ pub fn send_from_area_nb(fd: i32, opcode: u8, area: &Area, pos: u64, len: u64) -
         let sent = if behind {
             0
         } else {
-            send_first(fd, &hdr[..h], p, l)?
+            // SAFETY: `p` points at `l` bytes of the area, valid while the lock
+            // is held (inside this closure).
+            unsafe { send_first(fd, &hdr[..h], p, l) }?
         };
         let mut v = Vec::new();
         if sent < h + l {
@@ -739,7 +756,9 @@ mod tests {
         let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) };
         assert_eq!(r, 0);
         let chunk = [0u8; 65536];
-        while matches!(send_first(fds[0], &chunk, std::ptr::null(), 0), Ok(n) if n > 0) {}
+        // SAFETY: no second piece (length 0).
+        while matches!(unsafe { send_first(fds[0], &chunk, std::ptr::null(), 0) }, Ok(n) if n > 0) {
+        }
         (fds[0], fds[1])
     }
 
