@@ -59,7 +59,7 @@ fn last_error() -> String {
 fn init(spec: &str) -> i32 {
     let c = std::ffi::CString::new(spec).unwrap();
     #[allow(unused_unsafe)]
-    let id = sa::sharedarea_init(c.as_ptr());
+    let id = unsafe { sa::sharedarea_init(c.as_ptr()) };
     assert!(id >= 0, "sharedarea_init({spec}): {}", last_error());
     id
 }
@@ -251,33 +251,23 @@ fn bench_main() {
     };
     let mut v = 0i64;
     let p = paired(base, |_| {
-        black_box(sa::sharedarea_read64(black_box(id), black_box(8), &mut v));
+        black_box(unsafe { sa::sharedarea_read64(black_box(id), black_box(8), &mut v) });
     });
     small("sharedarea_read64", p, &mut rows);
     let p = paired(base, |i| {
-        black_box(sa::sharedarea_write64(
-            black_box(id),
-            black_box(8),
-            i as i64,
-        ));
+        black_box(unsafe { sa::sharedarea_write64(black_box(id), black_box(8), i as i64) });
     });
     small("sharedarea_write64", p, &mut rows);
     let p = paired(base, |_| {
-        black_box(sa::sharedarea_inc64(
-            black_box(id),
-            black_box(16),
-            1,
-            std::ptr::null_mut(),
-        ));
+        black_box(unsafe {
+            sa::sharedarea_inc64(black_box(id), black_box(16), 1, std::ptr::null_mut())
+        });
     });
     small("sharedarea_inc64", p, &mut rows);
     let p = paired(base, |_| {
-        black_box(sa::sharedarea_inc64(
-            black_box(id),
-            black_box(19),
-            1,
-            std::ptr::null_mut(),
-        ));
+        black_box(unsafe {
+            sa::sharedarea_inc64(black_box(id), black_box(19), 1, std::ptr::null_mut())
+        });
     });
     small("sharedarea_inc64 (unaligned, pos 19)", p, &mut rows);
 
@@ -287,8 +277,8 @@ fn bench_main() {
         black_box(atom.fetch_sub(1, Ordering::SeqCst));
     };
     let p = paired(base2, |_| {
-        let a = sa::sharedarea_rlock(black_box(id));
-        let b = sa::sharedarea_unlock(black_box(id));
+        let a = unsafe { sa::sharedarea_rlock(black_box(id)) };
+        let b = unsafe { sa::sharedarea_unlock(black_box(id)) };
         black_box((a, b));
     });
     rows.push(Row::new(
@@ -303,8 +293,8 @@ fn bench_main() {
         ),
     ));
     let p = paired(base2, |_| {
-        let a = sa::sharedarea_wlock(black_box(id));
-        let b = sa::sharedarea_unlock(black_box(id));
+        let a = unsafe { sa::sharedarea_wlock(black_box(id)) };
+        let b = unsafe { sa::sharedarea_unlock(black_box(id)) };
         black_box((a, b));
     });
     rows.push(Row::new(
@@ -319,7 +309,7 @@ fn bench_main() {
     // SAFETY: filling our own 64 KiB mapping.
     unsafe { std::ptr::write_bytes(src, 0x5A, 65536) };
     let block = vec![0x5Au8; 65536];
-    let st = sa::sharedarea_write(id, 0, block.as_ptr() as *const c_void, 65536);
+    let st = unsafe { sa::sharedarea_write(id, 0, block.as_ptr() as *const c_void, 65536) };
     assert_eq!(st, 0);
     let dst = std::cell::RefCell::new(vec![0u8; 65536]);
     let memcpy = |_: u64| {
@@ -332,12 +322,9 @@ fn bench_main() {
     };
     let p = paired(memcpy, |_| {
         let mut d = dst.borrow_mut();
-        black_box(sa::sharedarea_read(
-            black_box(id),
-            0,
-            d.as_mut_ptr() as *mut c_void,
-            65536,
-        ));
+        black_box(unsafe {
+            sa::sharedarea_read(black_box(id), 0, d.as_mut_ptr() as *mut c_void, 65536)
+        });
     });
     rows.push(Row::new(
         "baseline: memcpy 64 KiB (shared pages -> buffer)".into(),
@@ -356,12 +343,9 @@ fn bench_main() {
         ),
     ));
     let p = paired(memcpy, |_| {
-        black_box(sa::sharedarea_write(
-            black_box(id),
-            0,
-            block.as_ptr() as *const c_void,
-            65536,
-        ));
+        black_box(unsafe {
+            sa::sharedarea_write(black_box(id), 0, block.as_ptr() as *const c_void, 65536)
+        });
     });
     rows.push(Row::new(
         "sharedarea_write 64 KiB".into(),
@@ -374,16 +358,16 @@ fn bench_main() {
     let per = 500_000u64;
     let mut reps = Vec::new();
     for _ in 0..REPS {
-        assert_eq!(sa::sharedarea_write64(id, 24, 0), 0);
+        assert_eq!(unsafe { sa::sharedarea_write64(id, 24, 0) }, 0);
         let ns = contended(2, per, |_| {
-            let st = sa::sharedarea_inc64(area(), 24, 1, std::ptr::null_mut());
+            let st = unsafe { sa::sharedarea_inc64(area(), 24, 1, std::ptr::null_mut()) };
             if st != 0 {
                 // SAFETY: ends the child with a failure.
                 unsafe { libc::_exit(2) };
             }
         });
         let mut total = 0i64;
-        assert_eq!(sa::sharedarea_read64(id, 24, &mut total), 0);
+        assert_eq!(unsafe { sa::sharedarea_read64(id, 24, &mut total) }, 0);
         assert_eq!(
             total,
             2 * per as i64,
@@ -484,16 +468,16 @@ fn wake_latency_with(id: i32, samples: usize, plain_wait: bool) -> (f64, f64, f6
     if pid == 0 {
         for i in 0..samples {
             let mut seen = 0u64;
-            sa::sharedarea_updates(id, &mut seen);
+            unsafe { sa::sharedarea_updates(id, &mut seen) };
             slot(0).store(i as u64 + 1, Ordering::Release);
             let st = if plain_wait {
-                sa::sharedarea_wait(id, 1000, 5)
+                unsafe { sa::sharedarea_wait(id, 1000, 5) }
             } else {
-                sa::sharedarea_wait_since(id, seen, 5000)
+                unsafe { sa::sharedarea_wait_since(id, seen, 5000) }
             };
             let woke = now_ns();
             let mut ts = 0i64;
-            sa::sharedarea_read64(id, 32, &mut ts);
+            unsafe { sa::sharedarea_read64(id, 32, &mut ts) };
             if st != 0 {
                 // SAFETY: ends the child with a failure.
                 unsafe { libc::_exit(2) };
@@ -512,7 +496,10 @@ fn wake_latency_with(id: i32, samples: usize, plain_wait: bool) -> (f64, f64, f6
         }
         // let the waiter reach its futex sleep
         std::thread::sleep(Duration::from_micros(if plain_wait { 5000 } else { 1000 }));
-        assert_eq!(sa::sharedarea_write64(id, 32, now_ns() as i64), 0);
+        assert_eq!(
+            unsafe { sa::sharedarea_write64(id, 32, now_ns() as i64) },
+            0
+        );
         while slot(1).load(Ordering::Acquire) < i as u64 + 1 {
             assert!(Instant::now() < deadline, "waiter did not wake");
             std::hint::spin_loop();

@@ -85,13 +85,19 @@ pub struct Area {
     obj: &'static Object,
 }
 
-/// Snapshot for `sharedarea_info`.
+/// What [`Area::info`] reports about an area at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Info {
+    /// Bytes in the area.
     pub size: u64,
+    /// Updates counted so far (writes, integer changes, [`Area::update`]).
     pub updates: u64,
+    /// Bytes a producer published as valid ([`Area::set_used`]).
     pub used: u64,
+    /// Locks recovered from holders that died.
     pub recoveries: u64,
     pub backing: Backing,
+    /// Whether reads and sends of length 0 stop at `used`.
     pub honour_used: bool,
 }
 
@@ -262,18 +268,20 @@ impl Drop for Guard<'_> {
 }
 
 impl Area {
-    pub fn new(id: i32, obj: &'static Object) -> Area {
+    pub(crate) fn new(id: i32, obj: &'static Object) -> Area {
         Area { id, obj }
     }
 
+    /// The area's id: the number every binding in this process uses for it.
     pub fn id(&self) -> i32 {
         self.id
     }
 
-    pub fn object(&self) -> &'static Object {
+    pub(crate) fn object(&self) -> &'static Object {
         self.obj
     }
 
+    /// Bytes in the area.
     pub fn size(&self) -> u64 {
         self.obj.mapping.size
     }
@@ -481,6 +489,10 @@ impl Area {
         u.store(u.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
     }
 
+    /// Copies `buf.len()` bytes at `pos` into `buf`: a consistent copy (no write
+    /// lands in the middle of it); integers changed meanwhile by integer
+    /// operations are each seen before or after (take [`Area::read_lock`] for one
+    /// instant of those too).
     pub fn read(&self, pos: u64, buf: &mut [u8]) -> Result<()> {
         let start = self.check(pos, buf.len() as u64)?;
         let src = self.ptr(start) as *const u8;
@@ -503,6 +515,8 @@ impl Area {
         })
     }
 
+    /// Writes `bytes` at `pos` as one update (readers see all of it or none) and
+    /// wakes waiters.
     pub fn write(&self, pos: u64, bytes: &[u8]) -> Result<()> {
         let start = self.check(pos, bytes.len() as u64)?;
         let dst = self.ptr(start);
@@ -522,6 +536,7 @@ impl Area {
         })
     }
 
+    /// Reads an 8-64-bit integer at `pos` (any alignment; native byte order).
     pub fn read_int<T: Int>(&self, pos: u64) -> Result<T> {
         let start = self.check(pos, T::BYTES)?;
         let p = self.ptr(start) as *const u8;
@@ -530,6 +545,7 @@ impl Area {
         self.reading(|| unsafe { load_int::<T>(p) })
     }
 
+    /// Writes an integer at `pos` as one update.
     pub fn write_int<T: Int>(&self, pos: u64, value: T) -> Result<()> {
         let start = self.check(pos, T::BYTES)?;
         let p = self.ptr(start);
@@ -589,6 +605,8 @@ impl Area {
         self.writing(|| ())
     }
 
+    /// Publishes how many bytes from the start are valid and makes reads and
+    /// sends of length 0 stop there (one update).
     pub fn set_used(&self, used: u64) -> Result<()> {
         if used > self.obj.mapping.size {
             return Err(self.err(
@@ -606,6 +624,7 @@ impl Area {
         })
     }
 
+    /// Whether reads and sends of length 0 stop at `used` (for every process).
     pub fn honour_used(&self, on: bool) {
         self.control()
             .used
@@ -758,6 +777,7 @@ impl Area {
         lock::snapshot(self.control())
     }
 
+    /// Size, updates, `used` and recoveries at this moment.
     pub fn info(&self) -> Info {
         let ctl = self.control();
         Info {
@@ -800,7 +820,7 @@ fn decode_slot(code: u32) -> Me {
     }
 }
 
-pub fn fmt_secs(d: Duration) -> String {
+pub(crate) fn fmt_secs(d: Duration) -> String {
     let ms = d.as_millis();
     if ms % 1000 == 0 {
         format!("{}", ms / 1000)

@@ -2,7 +2,7 @@
 //! `sharedarea` command shows (`ls`, `info`, `rm`) and what `sharedarea_unlink`
 //! checks before it removes a name.
 //!
-//! [`read_control`] is the one function that interprets a control block's
+//! `read_control` is the one function that interprets a control block's
 //! counters, reader slots and lock word for reporting; a change of the block's
 //! layout is adapted there.
 
@@ -15,7 +15,9 @@ use std::sync::atomic::Ordering;
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::area::Object;
-use crate::backing::{page_size, shm_dir};
+use crate::backing::page_size;
+/// The directory named areas live in (`/dev/shm` on Linux).
+pub use crate::backing::shm_dir;
 use crate::control::{Control, Invalid, SLOTS, VERSION};
 use crate::lock;
 use crate::lock::token::{Token, TokenFile};
@@ -68,7 +70,7 @@ impl ControlView {
 /// keeps changing under other processes). A slot's process is alive while it holds
 /// the slot's liveness token (see `lock::token`); without the token file (or for
 /// this process's own slots, whose tokens never conflict with it) `/proc` is asked.
-pub fn read_control(ctl: &Control, tokens: Option<&TokenFile>) -> ControlView {
+pub(crate) fn read_control(ctl: &Control, tokens: Option<&TokenFile>) -> ControlView {
     let slot_of = |i: usize| -> Option<SlotProcess> {
         let s = ctl.slots.get(i)?;
         let pid = s.pid.load(Ordering::Acquire);

@@ -3,22 +3,29 @@
 //! counter that waiters sleep on — uWSGI's *sharedarea*, standalone, behind a
 //! stable C ABI (`include/sharedarea.h`).
 //!
-//! The map:
-//! * [`spec`]      spec strings -> typed description (no I/O)
-//! * [`backing`]   the mappings: anonymous, file, fd, named, pointer
-//! * [`control`]   the shared control block's layout
-//! * [`lock`]      the futex reader/writer lock, liveness tokens, dead-holder
+//! Rust programs use the safe API at the crate root: [`Area`] (made by
+//! [`Area::init`] from a uWSGI spec, found by [`Area::get`]), its [`LockGuard`]s,
+//! [`Error`] with its [`Status`], and the named-area tools in [`inspect`]. See
+//! [`api`] for an example. C programs use the header and the `unsafe extern "C"`
+//! entry points in [`ffi`].
+//!
+//! The map (modules not listed as public are internal):
+//! * [`api`]       the safe Rust API's constructors, guards and free functions
+//! * `spec`        spec strings -> typed description (no I/O)
+//! * `backing`     the mappings: anonymous, file, fd, named, pointer
+//! * `control`     the shared control block's layout
+//! * `lock`        the futex reader/writer lock, liveness tokens, dead-holder
 //!   recovery, and this thread's holds
 //! * `seqcopy`     atomic copies for lock-free reads
 //! * `futex`       the two futex(2) calls
 //! * `sync`        the atomics the lock uses (loom's in its model test)
 //! * `process`     process identity and liveness
-//! * [`area`]      bounds-checked operations on one area
-//! * [`registry`]  this process's table of areas
+//! * `area`        bounds-checked operations on one area ([`Area`])
+//! * `registry`    this process's table of areas
 //! * [`websocket`] RFC 6455 frames sent straight from an area
 //! * [`inspect`]   named areas seen from outside (the `sharedarea` command, unlink)
-//! * [`notify`]    a descriptor readable after an area's updates, for event loops
-//! * [`status`]    status codes and error texts
+//! * `notify`      a descriptor readable after an area's updates, for event loops
+//! * `status`      status codes and error texts ([`Status`], [`Error`])
 //! * [`ffi`]       the C boundary
 //!
 //! Unsafe code follows two rules the compiler enforces: an `unsafe fn` states its
@@ -29,21 +36,32 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-pub mod area;
-pub mod backing;
+pub mod api;
+mod area;
+mod backing;
+// The control block's layout is internal; the project's own tests read it through
+// a second mapping to check the lock from outside, so it is reachable but hidden.
+#[doc(hidden)]
 pub mod control;
 pub mod ffi;
 pub(crate) mod futex;
 pub mod inspect;
-pub mod lock;
-pub mod notify;
+pub(crate) mod lock;
+mod notify;
 pub(crate) mod process;
-pub mod registry;
+mod registry;
 pub(crate) mod seqcopy;
-pub mod spec;
-pub mod status;
+mod spec;
+mod status;
 pub(crate) mod sync;
 pub mod websocket;
+
+pub use api::{count, notify_fd, LockGuard};
+pub use area::{Area, Info, Int};
+pub use backing::{page_size, Backing};
+pub use lock::holds::Held;
+pub use lock::{Patience, Snapshot as LockInfo};
+pub use status::{Error, Result, Status};
 
 pub use ffi::areas::*;
 pub use ffi::errors::*;

@@ -16,7 +16,7 @@ const EACH: i64 = 1_000_000;
 fn read64(id: i32, pos: u64) -> i64 {
     let mut v = 0;
     assert_eq!(
-        sa::sharedarea_read64(id, pos, &mut v),
+        unsafe { sa::sharedarea_read64(id, pos, &mut v) },
         0,
         "{}",
         last_error()
@@ -52,17 +52,17 @@ fn eight_processes_a_million_increments_each_are_exact_on_shared_and_own_counter
     in_processes(PROCS, move |i| {
         for _ in 0..EACH {
             let mut v = 0i64;
-            if sa::sharedarea_inc64(id, 0, 1, &mut v) != 0
-                || sa::sharedarea_inc64(id, 64 * (i as u64 + 1), 1, &mut v) != 0
+            if unsafe { sa::sharedarea_inc64(id, 0, 1, &mut v) } != 0
+                || unsafe { sa::sharedarea_inc64(id, 64 * (i as u64 + 1), 1, &mut v) } != 0
             {
                 return child_fail(2, &last_error());
             }
         }
         for _ in 0..10_000 {
             let (mut a, mut b, mut c) = (0i64, 0i32, 0i16);
-            if sa::sharedarea_inc64(id, 1001, 1, &mut a) != 0
-                || sa::sharedarea_inc32(id, 2048, 1, &mut b) != 0
-                || sa::sharedarea_dec16(id, 2100, 1, &mut c) != 0
+            if unsafe { sa::sharedarea_inc64(id, 1001, 1, &mut a) } != 0
+                || unsafe { sa::sharedarea_inc32(id, 2048, 1, &mut b) } != 0
+                || unsafe { sa::sharedarea_dec16(id, 2100, 1, &mut c) } != 0
             {
                 return child_fail(3, &last_error());
             }
@@ -75,10 +75,10 @@ fn eight_processes_a_million_increments_each_are_exact_on_shared_and_own_counter
     }
     assert_eq!(read64(id, 1001), PROCS as i64 * 10_000, "unaligned counter");
     let mut v32 = 0i32;
-    assert_eq!(sa::sharedarea_read32(id, 2048, &mut v32), 0);
+    assert_eq!(unsafe { sa::sharedarea_read32(id, 2048, &mut v32) }, 0);
     assert_eq!(v32, PROCS as i32 * 10_000);
     let mut v16 = 0i16;
-    assert_eq!(sa::sharedarea_read16(id, 2100, &mut v16), 0);
+    assert_eq!(unsafe { sa::sharedarea_read16(id, 2100, &mut v16) }, 0);
     assert_eq!(
         v16,
         (-(PROCS as i32 * 10_000)) as i16,
@@ -102,7 +102,7 @@ fn lock_sections_see_no_integer_change_while_others_increment() {
             let mut v = 0i64;
             while stop.get(0) == 0 {
                 for c in 0..16u64 {
-                    if sa::sharedarea_inc64(id, 8 * c + 256 * i, 1, &mut v) != 0 {
+                    if unsafe { sa::sharedarea_inc64(id, 8 * c + 256 * i, 1, &mut v) } != 0 {
                         return child_fail(2, &last_error());
                     }
                 }
@@ -120,17 +120,17 @@ fn lock_sections_see_no_integer_change_while_others_increment() {
     let t = Instant::now();
     let mut sections = 0;
     while t.elapsed() < Duration::from_millis(1500) {
-        assert_eq!(sa::sharedarea_rlock(id), 0);
+        assert_eq!(unsafe { sa::sharedarea_rlock(id) }, 0);
         let a = snap(id);
         std::thread::sleep(Duration::from_micros(300));
         let b = snap(id);
-        assert_eq!(sa::sharedarea_unlock(id), 0);
+        assert_eq!(unsafe { sa::sharedarea_unlock(id) }, 0);
         assert_eq!(a, b, "an integer changed under rlock");
-        assert_eq!(sa::sharedarea_wlock(id), 0);
+        assert_eq!(unsafe { sa::sharedarea_wlock(id) }, 0);
         let a = snap(id);
         std::thread::sleep(Duration::from_micros(300));
         let b = snap(id);
-        assert_eq!(sa::sharedarea_unlock(id), 0);
+        assert_eq!(unsafe { sa::sharedarea_unlock(id) }, 0);
         assert_eq!(a, b, "an integer changed under wlock");
         sections += 1;
     }
@@ -159,9 +159,9 @@ fn waiters_are_woken_by_integer_operations() {
             sleep_ms(100);
             let mut v = 0i64;
             let st = match op {
-                0 => sa::sharedarea_inc64(id, 8, 1, &mut v),
-                1 => sa::sharedarea_write64(id, 16, 7),
-                _ => sa::sharedarea_dec64(id, 24, 1, &mut v),
+                0 => unsafe { sa::sharedarea_inc64(id, 8, 1, &mut v) },
+                1 => unsafe { sa::sharedarea_write64(id, 16, 7) },
+                _ => unsafe { sa::sharedarea_dec64(id, 24, 1, &mut v) },
             };
             if st == 0 {
                 0
@@ -192,15 +192,21 @@ fn a_process_dead_in_an_integer_operation_is_recovered() {
     let ctl = view.ctl();
     let updates_before = info(id).updates;
     for (what, f) in [
-        ("wlock", sa::sharedarea_wlock as extern "C" fn(i32) -> i32),
-        ("rlock", sa::sharedarea_rlock as extern "C" fn(i32) -> i32),
+        (
+            "wlock",
+            sa::sharedarea_wlock as unsafe extern "C" fn(i32) -> i32,
+        ),
+        (
+            "rlock",
+            sa::sharedarea_rlock as unsafe extern "C" fn(i32) -> i32,
+        ),
     ] {
         // A child takes a slot and dies; then its slot is made to say "in an
         // integer operation", as if it had been killed inside one.
         let spec = format!("name={}", name.0);
         let mut dead = fork_child(move || {
             let other = init(&spec);
-            if other < 0 || sa::sharedarea_write64(other, 0, 1) != 0 {
+            if other < 0 || unsafe { sa::sharedarea_write64(other, 0, 1) } != 0 {
                 return 2;
             }
             0
@@ -211,10 +217,10 @@ fn a_process_dead_in_an_integer_operation_is_recovered() {
             .expect("the dead child's slot");
         ctl.slots[slot].ints.fetch_add(1, Ordering::SeqCst);
         let t = Instant::now();
-        let st = f(id);
+        let st = unsafe { f(id) };
         assert!(st >= 0, "{what}: {}", last_error());
         assert!(t.elapsed() <= SECS(1), "{what} waited {:?}", t.elapsed());
-        assert_eq!(sa::sharedarea_unlock(id), 0);
+        assert_eq!(unsafe { sa::sharedarea_unlock(id) }, 0);
     }
     // the two children's writes, and nothing else
     let updates_before = updates_before + 2;

@@ -81,7 +81,7 @@ fn header_declares_the_whole_abi() {
         .unwrap_or_else(|| panic!("cannot parse {version_line:?}"));
     assert_eq!(
         n,
-        sharedarea::sharedarea_abi_version(),
+        unsafe { sharedarea::sharedarea_abi_version() },
         "the header's ABI version differs from the library's"
     );
     for f in [

@@ -36,15 +36,15 @@ fn write_in_child(id: i32, limit: Duration) -> Option<Duration> {
 }
 
 fn wlock_timeout(id: i32, ms: i64) -> i32 {
-    sa::sharedarea_wlock_timeout(id, ms)
+    unsafe { sa::sharedarea_wlock_timeout(id, ms) }
 }
 fn rlock_timeout(id: i32, ms: i64) -> i32 {
-    sa::sharedarea_rlock_timeout(id, ms)
+    unsafe { sa::sharedarea_rlock_timeout(id, ms) }
 }
 fn lock_info(id: i32) -> sa::sharedarea_lock_info {
     let mut out: sa::sharedarea_lock_info = unsafe { std::mem::zeroed() };
     assert_eq!(
-        sa::sharedarea_lock_info(id, &mut out),
+        unsafe { sa::sharedarea_lock_info(id, &mut out) },
         0,
         "{}",
         last_error()
@@ -467,11 +467,15 @@ fn timed_locks_end_on_time_and_name_the_holder() {
     assert_eq!(rlock_timeout(id, 0), sa::SHAREDAREA_E_TIMED_OUT);
     assert!(t.elapsed() < Duration::from_millis(100));
     assert_eq!(wlock_timeout(id, -2), sa::SHAREDAREA_E_INVALID_ARGUMENT);
-    assert_eq!(sa::sharedarea_held(id), 0, "a timed-out lock is held");
+    assert_eq!(
+        unsafe { sa::sharedarea_held(id) },
+        0,
+        "a timed-out lock is held"
+    );
     holder.signal(libc::SIGCONT);
     holder.kill_and_reap();
     assert_eq!(wlock_timeout(id, 2000), sa::SHAREDAREA_RECOVERED);
-    assert_eq!(sa::sharedarea_held(id), 2);
+    assert_eq!(unsafe { sa::sharedarea_held(id) }, 2);
     assert_eq!(unlock(id), 0);
 }
 
@@ -512,7 +516,7 @@ fn a_signal_interrupts_a_blocked_timed_lock_and_leaves_nothing_held() {
             sc.set(2, 1);
             let t = Instant::now();
             let st = wlock_timeout(id, -1);
-            if st != sa::SHAREDAREA_E_INTERRUPTED || sa::sharedarea_held(id) != 0 {
+            if st != sa::SHAREDAREA_E_INTERRUPTED || unsafe { sa::sharedarea_held(id) } != 0 {
                 return child_fail(2, &format!("wlock_timeout: {st}: {}", last_error()));
             }
             if t.elapsed() > SECS(5) {

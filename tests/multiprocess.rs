@@ -1092,7 +1092,7 @@ fn four_thousand_processes_hold_slots_and_more_still_work() {
         "children claimed"
     );
     let mut li: sa::sharedarea_lock_info = unsafe { std::mem::zeroed() };
-    assert_eq!(sa::sharedarea_lock_info(id, &mut li), 0);
+    assert_eq!(unsafe { sa::sharedarea_lock_info(id, &mut li) }, 0);
     assert_eq!(
         li.processes as usize, slots,
         "every slot is held by a live process"
@@ -1102,7 +1102,7 @@ fn four_thousand_processes_hold_slots_and_more_still_work() {
         let mut v = 0i64;
         let ok = write(id, 8, b"abc") == 0
             && read(id, 8, 3).unwrap() == b"abc"
-            && sa::sharedarea_inc64(id, 16, 5, &mut v) == 0
+            && unsafe { sa::sharedarea_inc64(id, 16, 5, &mut v) } == 0
             && v == 5
             && rlock(id) == 0
             && read(id, 8, 1).is_ok()
@@ -1239,7 +1239,7 @@ fn wait_until_wakes_on_update_and_ends_at_its_deadline() {
     });
     let t = Instant::now();
     assert_eq!(
-        sa::sharedarea_wait_until(id, seen, now_ns() + 5_000_000_000),
+        unsafe { sa::sharedarea_wait_until(id, seen, now_ns() + 5_000_000_000) },
         0,
         "{}",
         last_error()
@@ -1249,17 +1249,17 @@ fn wait_until_wakes_on_update_and_ends_at_its_deadline() {
     // no update: it ends at the deadline, not before
     let seen = updates(id);
     let deadline = now_ns() + 300_000_000;
-    let st = sa::sharedarea_wait_until(id, seen, deadline);
+    let st = unsafe { sa::sharedarea_wait_until(id, seen, deadline) };
     assert_eq!(st, sa::SHAREDAREA_E_TIMED_OUT, "{}", last_error());
     assert!(now_ns() >= deadline, "returned before its deadline");
     // a deadline already past: at once, TIMED_OUT; but an update already made wins
     assert_eq!(
-        sa::sharedarea_wait_until(id, seen, 1),
+        unsafe { sa::sharedarea_wait_until(id, seen, 1) },
         sa::SHAREDAREA_E_TIMED_OUT
     );
-    assert_eq!(sa::sharedarea_wait_until(id, seen - 1, 1), 0);
+    assert_eq!(unsafe { sa::sharedarea_wait_until(id, seen - 1, 1) }, 0);
     assert_eq!(
-        sa::sharedarea_wait_until(id, seen, -5),
+        unsafe { sa::sharedarea_wait_until(id, seen, -5) },
         sa::SHAREDAREA_E_INVALID_ARGUMENT
     );
     assert!(last_error().starts_with(&format!("sharedarea_wait_until: area {id}: deadline -5")));

@@ -55,7 +55,7 @@ fn foreign_object(name: &str, len: u64, head: &[u8]) {
 
 fn unlink(name: &str) -> i32 {
     let c = CString::new(name).unwrap();
-    sa::sharedarea_unlink(c.as_ptr())
+    unsafe { sa::sharedarea_unlink(c.as_ptr()) }
 }
 
 fn shm_path(name: &str) -> String {
@@ -150,7 +150,7 @@ fn unlink_errors_name_the_function_and_change_nothing() {
         assert_eq!(unlink(bad), sa::SHAREDAREA_E_INVALID_ARGUMENT, "{bad:?}");
     }
     assert_eq!(
-        sa::sharedarea_unlink(std::ptr::null()),
+        unsafe { sa::sharedarea_unlink(std::ptr::null()) },
         sa::SHAREDAREA_E_NULL_POINTER
     );
 }
@@ -174,7 +174,7 @@ fn devices_are_refused_not_mapped() {
     }
     let f = std::fs::File::open("/dev/zero").unwrap();
     use std::os::fd::AsRawFd;
-    let st = sa::sharedarea_init_fd(f.as_raw_fd(), 4096, 4096);
+    let st = unsafe { sa::sharedarea_init_fd(f.as_raw_fd(), 4096, 4096) };
     assert_eq!(st, sa::SHAREDAREA_E_INVALID_ARGUMENT, "{}", last_error());
 }
 

@@ -24,11 +24,11 @@ fn drain(fd: i32) -> bool {
 fn another_process_update_makes_the_descriptor_readable_in_parent_and_child() {
     let _g = serial();
     let id = must_init("1");
-    let fd = sa::sharedarea_notify_fd(id);
+    let fd = unsafe { sa::sharedarea_notify_fd(id) };
     assert!(fd >= 0, "notify_fd: {}", last_error());
-    assert_eq!(sa::sharedarea_notify_fd(id), fd);
+    assert_eq!(unsafe { sa::sharedarea_notify_fd(id) }, fd);
     assert!(
-        sa::sharedarea_notify_fd(12345) < 0,
+        unsafe { sa::sharedarea_notify_fd(12345) } < 0,
         "an unknown area is refused"
     );
     let sc = Scratch::new(4);
@@ -36,7 +36,7 @@ fn another_process_update_makes_the_descriptor_readable_in_parent_and_child() {
     let mut child = {
         let sc = &sc;
         fork_child(move || {
-            let cfd = sa::sharedarea_notify_fd(id);
+            let cfd = unsafe { sa::sharedarea_notify_fd(id) };
             if cfd != fd {
                 return child_fail(2, &format!("the child's descriptor is {cfd}, not {fd}"));
             }

@@ -55,7 +55,7 @@ fn threads_reading_while_others_write_never_see_a_torn_record() {
         workers.push(std::thread::spawn(move || {
             for _ in 0..rounds {
                 let mut n = 0i64;
-                assert_eq!(sa::sharedarea_inc64(id, COUNTER, 1, &mut n), 0);
+                assert_eq!(unsafe { sa::sharedarea_inc64(id, COUNTER, 1, &mut n) }, 0);
             }
         }));
     }
@@ -76,10 +76,10 @@ fn threads_reading_while_others_write_never_see_a_torn_record() {
                     } else {
                         assert_eq!(rlock(id), 0);
                         let mut c1 = 0i64;
-                        assert_eq!(sa::sharedarea_read64(id, COUNTER, &mut c1), 0);
+                        assert_eq!(unsafe { sa::sharedarea_read64(id, COUNTER, &mut c1) }, 0);
                         let rec = read_record(id);
                         let mut c2 = 0i64;
-                        assert_eq!(sa::sharedarea_read64(id, COUNTER, &mut c2), 0);
+                        assert_eq!(unsafe { sa::sharedarea_read64(id, COUNTER, &mut c2) }, 0);
                         assert_eq!(unlock(id), 0);
                         assert!(whole(&rec), "a read under rlock saw a torn record: {rec:?}");
                         assert_eq!(c1, c2, "the counter moved under rlock");
@@ -98,7 +98,7 @@ fn threads_reading_while_others_write_never_see_a_torn_record() {
         assert!(r.join().unwrap() >= 100);
     }
     let mut n = 0i64;
-    assert_eq!(sa::sharedarea_read64(id, COUNTER, &mut n), 0);
+    assert_eq!(unsafe { sa::sharedarea_read64(id, COUNTER, &mut n) }, 0);
     assert_eq!(n, 2 * rounds as i64, "increments lost");
     assert!(whole(&read_record(id)));
 }

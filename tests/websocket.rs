@@ -643,13 +643,13 @@ fn read_to_eof(fd: i32, timeout: Duration) -> Result<Vec<u8>, String> {
 struct StallLimit;
 impl StallLimit {
     fn set(ms: u64) -> StallLimit {
-        assert_eq!(sa::sharedarea_ws_set_stall_limit(ms), 0);
+        assert_eq!(unsafe { sa::sharedarea_ws_set_stall_limit(ms) }, 0);
         StallLimit
     }
 }
 impl Drop for StallLimit {
     fn drop(&mut self) {
-        sa::sharedarea_ws_set_stall_limit(60_000);
+        unsafe { sa::sharedarea_ws_set_stall_limit(60_000) };
     }
 }
 
@@ -698,11 +698,11 @@ fn a_send_that_fails_part_way_breaks_the_connection_for_good() {
             "a close frame after a cut-off one"
         );
         assert_eq!(
-            sa::sharedarea_ws_flush(a),
+            unsafe { sa::sharedarea_ws_flush(a) },
             sa::SHAREDAREA_E_CONNECTION_FAILED as i64
         );
         assert_eq!(
-            sa::sharedarea_ws_queued(a),
+            unsafe { sa::sharedarea_ws_queued(a) },
             sa::SHAREDAREA_E_CONNECTION_FAILED as i64
         );
         assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
@@ -776,7 +776,7 @@ fn nonblocking_sends_queue_what_the_socket_does_not_take_and_report_it() {
         "queued after the first frame: {q1} ({})",
         last_error()
     );
-    let q_all = sa::sharedarea_ws_queued(a);
+    let q_all = unsafe { sa::sharedarea_ws_queued(a) };
     assert!(
         q_all > q1,
         "queued() counts the kernel's bytes too: {q_all} vs {q1}"
@@ -785,7 +785,7 @@ fn nonblocking_sends_queue_what_the_socket_does_not_take_and_report_it() {
     let q2 = unsafe { sa::sharedarea_ws_send_nb(a, 1, b"hello".as_ptr() as *const c_void, 5) };
     assert_eq!(q2, q1 + 7, "the second frame is queued behind the first");
     assert_eq!(
-        sa::sharedarea_ws_flush_nb(a),
+        unsafe { sa::sharedarea_ws_flush_nb(a) },
         q2,
         "a full socket takes nothing"
     );
@@ -796,7 +796,7 @@ fn nonblocking_sends_queue_what_the_socket_does_not_take_and_report_it() {
     let reader = std::thread::spawn(move || read_exact_fd(b, n, Duration::from_secs(20)));
     let t = Instant::now();
     loop {
-        let left = sa::sharedarea_ws_flush_nb(a);
+        let left = unsafe { sa::sharedarea_ws_flush_nb(a) };
         assert!(left >= 0, "flush_nb: {}", last_error());
         if left == 0 {
             break;
@@ -814,7 +814,7 @@ fn nonblocking_sends_queue_what_the_socket_does_not_take_and_report_it() {
     }
     let got = join_within(reader, Duration::from_secs(30), "reader").unwrap();
     assert!(got == want, "the frames arrived whole and in order");
-    assert_eq!(sa::sharedarea_ws_queued(a), 0);
+    assert_eq!(unsafe { sa::sharedarea_ws_queued(a) }, 0);
     close(a);
     // a peer gone: an error, and the connection is broken for good
     let (a, b) = socketpair();
@@ -822,7 +822,7 @@ fn nonblocking_sends_queue_what_the_socket_does_not_take_and_report_it() {
     close(b);
     let n = unsafe { sa::sharedarea_ws_send_nb(a, 2, b"x".as_ptr() as *const c_void, 1) };
     assert_eq!(n, sa::SHAREDAREA_E_PEER_CLOSED as i64, "{}", last_error());
-    assert!(sa::sharedarea_ws_queued(-1) < 0);
-    sa::sharedarea_ws_forget(a);
+    assert!(unsafe { sa::sharedarea_ws_queued(-1) } < 0);
+    unsafe { sa::sharedarea_ws_forget(a) };
     close(a);
 }

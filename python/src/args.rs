@@ -17,8 +17,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
-use sharedarea::registry;
-use sharedarea::status::Status;
+use sharedarea::{Area, Status};
 
 use crate::errors::{fail_detail, fail_text, overflow, type_error};
 
@@ -105,7 +104,7 @@ fn area_id_failed(function: &str, obj: &Bound<'_, PyAny>, e: PyErr) -> PyErr {
         );
     }
     // The core's own "no such area" text, about this id instead of -1.
-    let core = match registry::get(-1) {
+    let core = match Area::get(-1) {
         Err(e) => e,
         Ok(_) => unreachable!("area -1 never exists"),
     };

@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 
-use sharedarea::status::{Error as CoreError, Status};
+use sharedarea::{Error as CoreError, Status};
 
 /// `sharedarea._errors._new(kind, status, function, message)`.
 static NEW_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();

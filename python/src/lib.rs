@@ -6,10 +6,10 @@
 //! Each call is a few nanoseconds of real work (a read64 is one optimistic
 //! load, an inc64 two atomic read-modify-writes), so the binding's own cost is
 //! most of what a Python caller pays. Calling the core's Rust API directly
-//! (`registry::get(id)?.read_int::<i64>(pos)`) skips what the C ABI adds for C's
+//! (`Area::get(id)?.read_int::<i64>(pos)`) skips what the C ABI adds for C's
 //! sake: the `catch_unwind` boundary per call, the out-parameter, and the round
 //! trip through `sharedarea_last_error()` to learn why a call failed -- here the
-//! core's `status::Error` (status + detail) becomes the Python exception
+//! core's `sharedarea::Error` (status + detail) becomes the Python exception
 //! directly. Error texts and statuses still come from the core (`src/status.rs`
 //! and the core's details); only argument errors (a negative position, a float
 //! where an int is wanted) are worded here, in [`args`], as the Perl XS words
@@ -52,13 +52,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use sharedarea::area::Area;
-use sharedarea::backing::{self, page_size, Backing};
-use sharedarea::lock::holds::Held;
-use sharedarea::lock::Patience;
-use sharedarea::registry;
-use sharedarea::spec::Spec;
-use sharedarea::status::{Result as CoreResult, Status};
+use sharedarea::{page_size, Area, Backing, Held, Patience, Result as CoreResult, Status};
 
 mod args;
 mod errors;
@@ -102,7 +96,7 @@ fn run<T: Send>(
     f: impl FnOnce() -> CoreResult<T> + Send,
 ) -> CoreResult<T> {
     if EXPLICIT_HOLDS.load(Ordering::SeqCst) == 0
-        || registry::get(id).is_ok_and(|a| a.held() != Held::None)
+        || Area::get(id).is_ok_and(|a| a.held() != Held::None)
     {
         f()
     } else {
@@ -113,7 +107,7 @@ fn run<T: Send>(
 /// The area with this id, or the core's "no such area" error.
 #[inline(always)]
 fn area(function: &'static str, id: i32) -> PyResult<&'static Area> {
-    registry::get(id).map_err(|e| fail(function, e))
+    Area::get(id).map_err(|e| fail(function, e))
 }
 
 // ---------------------------------------------------------------- bytes
@@ -563,10 +557,7 @@ fn uwsgi_functions() -> Vec<Def> {
 fn init(py: Python<'_>, spec: &Bound<'_, PyAny>) -> PyResult<i32> {
     const F: &str = "init";
     let text = args::spec_text(F, spec)?;
-    py.detach(|| {
-        let parsed = Spec::parse(&text)?;
-        registry::add(|| backing::create(&text, &parsed))
-    })
+    py.detach(|| Area::init(&text).map(|a| a.id()))
     .map_err(|e| fail(F, e))
 }
 
@@ -575,7 +566,7 @@ fn init(py: Python<'_>, spec: &Bound<'_, PyAny>) -> PyResult<i32> {
 /// How many areas this process has (their ids are 0 .. count()-1).
 #[pyfunction]
 fn count() -> usize {
-    registry::count()
+    sharedarea::count()
 }
 
 /// info(id, /) -> dict
@@ -691,7 +682,9 @@ fn unlock_all(id: &Bound<'_, PyAny>) -> PyResult<u32> {
 fn notify_fd(id: &Bound<'_, PyAny>) -> PyResult<i32> {
     const F: &str = "notify_fd";
     let id = area_id(F, id)?;
-    sharedarea::notify::fd(area(F, id)?).map_err(|e| fail(F, e))
+    sharedarea::notify_fd(area(F, id)?)
+        .map(|fd| std::os::fd::AsRawFd::as_raw_fd(&fd))
+        .map_err(|e| fail(F, e))
 }
 
 /// remove(name, /) -> None

@@ -1,5 +1,4 @@
 //! Creating areas, bytes in and out, `used`, info.
-#![allow(clippy::not_unsafe_ptr_arg_deref)] // C entry points: see ffi/mod.rs
 
 use std::ffi::{c_char, c_void, CStr};
 
@@ -36,7 +35,7 @@ pub struct sharedarea_info {
 /// Returns its id (>= 0) or a negative status; a bad spec creates nothing.
 #[allow(rustdoc::broken_intra_doc_links)] // "[,size=..]" is spec syntax (the header's text)
 #[no_mangle]
-pub extern "C" fn sharedarea_init(spec: *const c_char) -> i32 {
+pub unsafe extern "C" fn sharedarea_init(spec: *const c_char) -> i32 {
     boundary("sharedarea_init", || {
         if spec.is_null() {
             return Err(super::null("spec"));
@@ -60,7 +59,7 @@ pub extern "C" fn sharedarea_init(spec: *const c_char) -> i32 {
 /// Creates an area over `len` bytes of the caller's memory at `ptr` (which must
 /// stay valid for the life of the process).
 #[no_mangle]
-pub extern "C" fn sharedarea_init_ptr(ptr: *mut c_void, len: u64) -> i32 {
+pub unsafe extern "C" fn sharedarea_init_ptr(ptr: *mut c_void, len: u64) -> i32 {
     boundary("sharedarea_init_ptr", || {
         if ptr.is_null() {
             return Err(super::null("ptr"));
@@ -86,7 +85,7 @@ pub extern "C" fn sharedarea_init_ptr(ptr: *mut c_void, len: u64) -> i32 {
 /// Creates an area over an open descriptor (left open). `len` 0: the file's
 /// length minus `offset`; `offset` must be a multiple of the page size.
 #[no_mangle]
-pub extern "C" fn sharedarea_init_fd(fd: i32, len: u64, offset: i64) -> i32 {
+pub unsafe extern "C" fn sharedarea_init_fd(fd: i32, len: u64, offset: i64) -> i32 {
     boundary("sharedarea_init_fd", || {
         let offset = u64::try_from(offset).map_err(|_| {
             Error::new(
@@ -111,14 +110,14 @@ pub extern "C" fn sharedarea_init_fd(fd: i32, len: u64, offset: i64) -> i32 {
 
 /// How many areas this process has (ids are 0..count-1).
 #[no_mangle]
-pub extern "C" fn sharedarea_count() -> i32 {
+pub unsafe extern "C" fn sharedarea_count() -> i32 {
     registry::count() as i32
 }
 
 /// Resolves a read length: `len` > 0 is checked to fit; 0 means to the end of the
 /// area (or to `used` when honoured), which needs `pos` < size.
 #[no_mangle]
-pub extern "C" fn sharedarea_extent(id: i32, pos: u64, len: u64, out_len: *mut u64) -> i32 {
+pub unsafe extern "C" fn sharedarea_extent(id: i32, pos: u64, len: u64, out_len: *mut u64) -> i32 {
     boundary("sharedarea_extent", || {
         // SAFETY: `out_len` is NULL or valid for writes during the call (the header's contract).
         let out = unsafe { try_mut(out_len, "out_len") }?;
@@ -129,7 +128,7 @@ pub extern "C" fn sharedarea_extent(id: i32, pos: u64, len: u64, out_len: *mut u
 
 /// Copies exactly `len` bytes at `pos` into `buf`. Returns `len`, or < 0.
 #[no_mangle]
-pub extern "C" fn sharedarea_read(id: i32, pos: u64, buf: *mut c_void, len: u64) -> i64 {
+pub unsafe extern "C" fn sharedarea_read(id: i32, pos: u64, buf: *mut c_void, len: u64) -> i64 {
     boundary("sharedarea_read", || {
         let area = registry::get(id)?;
         area.check(pos, len)?;
@@ -142,7 +141,7 @@ pub extern "C" fn sharedarea_read(id: i32, pos: u64, buf: *mut c_void, len: u64)
 
 /// Copies `len` bytes from `buf` to `pos`; counts one update (also for len 0).
 #[no_mangle]
-pub extern "C" fn sharedarea_write(id: i32, pos: u64, buf: *const c_void, len: u64) -> i32 {
+pub unsafe extern "C" fn sharedarea_write(id: i32, pos: u64, buf: *const c_void, len: u64) -> i32 {
     boundary("sharedarea_write", || {
         let area = registry::get(id)?;
         area.check(pos, len)?;
@@ -154,7 +153,7 @@ pub extern "C" fn sharedarea_write(id: i32, pos: u64, buf: *const c_void, len: u
 
 /// Publishes how many bytes are valid, and turns honour_used on.
 #[no_mangle]
-pub extern "C" fn sharedarea_set_used(id: i32, used: u64) -> i32 {
+pub unsafe extern "C" fn sharedarea_set_used(id: i32, used: u64) -> i32 {
     boundary("sharedarea_set_used", || {
         registry::get(id)?.set_used(used)?;
         Ok(0)
@@ -163,7 +162,7 @@ pub extern "C" fn sharedarea_set_used(id: i32, used: u64) -> i32 {
 
 /// Turns honour_used on (non-zero) or off.
 #[no_mangle]
-pub extern "C" fn sharedarea_honour_used(id: i32, on: i32) -> i32 {
+pub unsafe extern "C" fn sharedarea_honour_used(id: i32, on: i32) -> i32 {
     boundary("sharedarea_honour_used", || {
         registry::get(id)?.honour_used(on != 0);
         Ok(0)
@@ -172,7 +171,7 @@ pub extern "C" fn sharedarea_honour_used(id: i32, on: i32) -> i32 {
 
 /// Fills `out` with the area's size, counters and kind.
 #[no_mangle]
-pub extern "C" fn sharedarea_info(id: i32, out: *mut sharedarea_info) -> i32 {
+pub unsafe extern "C" fn sharedarea_info(id: i32, out: *mut sharedarea_info) -> i32 {
     boundary("sharedarea_info", || {
         // SAFETY: `out` is NULL or valid for writes during the call (the header's contract).
         let out = unsafe { try_mut(out, "out") }?;
@@ -202,7 +201,7 @@ pub extern "C" fn sharedarea_info(id: i32, out: *mut sharedarea_info) -> i32 {
 /// is removed), SHAREDAREA_E_INVALID_ARGUMENT (not a valid name),
 /// SHAREDAREA_E_IO (not permitted, ...).
 #[no_mangle]
-pub extern "C" fn sharedarea_unlink(name: *const c_char) -> i32 {
+pub unsafe extern "C" fn sharedarea_unlink(name: *const c_char) -> i32 {
     boundary("sharedarea_unlink", || {
         if name.is_null() {
             return Err(super::null("name"));

@@ -38,13 +38,13 @@ pub const SHAREDAREA_BACKING_POINTER: i32 = 4;
 
 /// The ABI version (equals `SHAREDAREA_ABI_VERSION` of the header compiled against).
 #[no_mangle]
-pub extern "C" fn sharedarea_abi_version() -> u32 {
+pub unsafe extern "C" fn sharedarea_abi_version() -> u32 {
     SHAREDAREA_ABI_VERSION
 }
 
 /// Static text for a status; unknown numbers get a text saying so. Never NULL.
 #[no_mangle]
-pub extern "C" fn sharedarea_strerror(status: i32) -> *const c_char {
+pub unsafe extern "C" fn sharedarea_strerror(status: i32) -> *const c_char {
     match Status::from_code(status) {
         Some(s) => s.text_c().as_ptr().cast(),
         None => c"unknown sharedarea status".as_ptr(),
@@ -54,7 +54,7 @@ pub extern "C" fn sharedarea_strerror(status: i32) -> *const c_char {
 /// This thread's last failure in detail: "function: area N: cause". Valid until
 /// this thread's next call into the library. Never NULL ("" before any failure).
 #[no_mangle]
-pub extern "C" fn sharedarea_last_error() -> *const c_char {
+pub unsafe extern "C" fn sharedarea_last_error() -> *const c_char {
     super::last_error_ptr()
 }
 

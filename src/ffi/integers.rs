@@ -1,5 +1,4 @@
 //! One signed integer at a time: readN, writeN, incN, decN (N = 8, 16, 32, 64).
-#![allow(clippy::not_unsafe_ptr_arg_deref)] // C entry points: see ffi/mod.rs
 //! Native byte order, no alignment needed; incN/decN wrap and are atomic with
 //! respect to every other operation on the area.
 //!
@@ -10,7 +9,7 @@ use crate::registry;
 
 /// Reads the 8-bit signed integer at `pos` into `out`.
 #[no_mangle]
-pub extern "C" fn sharedarea_read8(id: i32, pos: u64, out: *mut i8) -> i32 {
+pub unsafe extern "C" fn sharedarea_read8(id: i32, pos: u64, out: *mut i8) -> i32 {
     boundary("sharedarea_read8", || {
         let area = registry::get(id)?;
         let v = area.read_int::<i8>(pos)?;
@@ -22,7 +21,7 @@ pub extern "C" fn sharedarea_read8(id: i32, pos: u64, out: *mut i8) -> i32 {
 
 /// Writes a 8-bit signed integer at `pos`.
 #[no_mangle]
-pub extern "C" fn sharedarea_write8(id: i32, pos: u64, value: i8) -> i32 {
+pub unsafe extern "C" fn sharedarea_write8(id: i32, pos: u64, value: i8) -> i32 {
     boundary("sharedarea_write8", || {
         registry::get(id)?.write_int::<i8>(pos, value)?;
         Ok(0)
@@ -32,7 +31,7 @@ pub extern "C" fn sharedarea_write8(id: i32, pos: u64, value: i8) -> i32 {
 /// Adds `amount` (wrapping) to the 8-bit integer at `pos`; the new value goes to
 /// `new_value` unless it is NULL.
 #[no_mangle]
-pub extern "C" fn sharedarea_inc8(id: i32, pos: u64, amount: i8, new_value: *mut i8) -> i32 {
+pub unsafe extern "C" fn sharedarea_inc8(id: i32, pos: u64, amount: i8, new_value: *mut i8) -> i32 {
     boundary("sharedarea_inc8", || {
         let v = registry::get(id)?.add_int::<i8>(pos, amount)?;
         // SAFETY: `new_value` is NULL (not wanted) or valid for writes (the header's contract).
@@ -44,7 +43,7 @@ pub extern "C" fn sharedarea_inc8(id: i32, pos: u64, amount: i8, new_value: *mut
 /// Subtracts `amount` (wrapping) from the 8-bit integer at `pos`; the new value
 /// goes to `new_value` unless it is NULL.
 #[no_mangle]
-pub extern "C" fn sharedarea_dec8(id: i32, pos: u64, amount: i8, new_value: *mut i8) -> i32 {
+pub unsafe extern "C" fn sharedarea_dec8(id: i32, pos: u64, amount: i8, new_value: *mut i8) -> i32 {
     boundary("sharedarea_dec8", || {
         let v = registry::get(id)?.sub_int::<i8>(pos, amount)?;
         // SAFETY: `new_value` is NULL (not wanted) or valid for writes (the header's contract).
@@ -55,7 +54,7 @@ pub extern "C" fn sharedarea_dec8(id: i32, pos: u64, amount: i8, new_value: *mut
 
 /// Reads the 16-bit signed integer at `pos` into `out`.
 #[no_mangle]
-pub extern "C" fn sharedarea_read16(id: i32, pos: u64, out: *mut i16) -> i32 {
+pub unsafe extern "C" fn sharedarea_read16(id: i32, pos: u64, out: *mut i16) -> i32 {
     boundary("sharedarea_read16", || {
         let area = registry::get(id)?;
         let v = area.read_int::<i16>(pos)?;
@@ -67,7 +66,7 @@ pub extern "C" fn sharedarea_read16(id: i32, pos: u64, out: *mut i16) -> i32 {
 
 /// Writes a 16-bit signed integer at `pos`.
 #[no_mangle]
-pub extern "C" fn sharedarea_write16(id: i32, pos: u64, value: i16) -> i32 {
+pub unsafe extern "C" fn sharedarea_write16(id: i32, pos: u64, value: i16) -> i32 {
     boundary("sharedarea_write16", || {
         registry::get(id)?.write_int::<i16>(pos, value)?;
         Ok(0)
@@ -77,7 +76,12 @@ pub extern "C" fn sharedarea_write16(id: i32, pos: u64, value: i16) -> i32 {
 /// Adds `amount` (wrapping) to the 16-bit integer at `pos`; the new value goes to
 /// `new_value` unless it is NULL.
 #[no_mangle]
-pub extern "C" fn sharedarea_inc16(id: i32, pos: u64, amount: i16, new_value: *mut i16) -> i32 {
+pub unsafe extern "C" fn sharedarea_inc16(
+    id: i32,
+    pos: u64,
+    amount: i16,
+    new_value: *mut i16,
+) -> i32 {
     boundary("sharedarea_inc16", || {
         let v = registry::get(id)?.add_int::<i16>(pos, amount)?;
         // SAFETY: `new_value` is NULL (not wanted) or valid for writes (the header's contract).
@@ -89,7 +93,12 @@ pub extern "C" fn sharedarea_inc16(id: i32, pos: u64, amount: i16, new_value: *m
 /// Subtracts `amount` (wrapping) from the 16-bit integer at `pos`; the new value
 /// goes to `new_value` unless it is NULL.
 #[no_mangle]
-pub extern "C" fn sharedarea_dec16(id: i32, pos: u64, amount: i16, new_value: *mut i16) -> i32 {
+pub unsafe extern "C" fn sharedarea_dec16(
+    id: i32,
+    pos: u64,
+    amount: i16,
+    new_value: *mut i16,
+) -> i32 {
     boundary("sharedarea_dec16", || {
         let v = registry::get(id)?.sub_int::<i16>(pos, amount)?;
         // SAFETY: `new_value` is NULL (not wanted) or valid for writes (the header's contract).
@@ -100,7 +109,7 @@ pub extern "C" fn sharedarea_dec16(id: i32, pos: u64, amount: i16, new_value: *m
 
 /// Reads the 32-bit signed integer at `pos` into `out`.
 #[no_mangle]
-pub extern "C" fn sharedarea_read32(id: i32, pos: u64, out: *mut i32) -> i32 {
+pub unsafe extern "C" fn sharedarea_read32(id: i32, pos: u64, out: *mut i32) -> i32 {
     boundary("sharedarea_read32", || {
         let area = registry::get(id)?;
         let v = area.read_int::<i32>(pos)?;
@@ -112,7 +121,7 @@ pub extern "C" fn sharedarea_read32(id: i32, pos: u64, out: *mut i32) -> i32 {
 
 /// Writes a 32-bit signed integer at `pos`.
 #[no_mangle]
-pub extern "C" fn sharedarea_write32(id: i32, pos: u64, value: i32) -> i32 {
+pub unsafe extern "C" fn sharedarea_write32(id: i32, pos: u64, value: i32) -> i32 {
     boundary("sharedarea_write32", || {
         registry::get(id)?.write_int::<i32>(pos, value)?;
         Ok(0)
@@ -122,7 +131,12 @@ pub extern "C" fn sharedarea_write32(id: i32, pos: u64, value: i32) -> i32 {
 /// Adds `amount` (wrapping) to the 32-bit integer at `pos`; the new value goes to
 /// `new_value` unless it is NULL.
 #[no_mangle]
-pub extern "C" fn sharedarea_inc32(id: i32, pos: u64, amount: i32, new_value: *mut i32) -> i32 {
+pub unsafe extern "C" fn sharedarea_inc32(
+    id: i32,
+    pos: u64,
+    amount: i32,
+    new_value: *mut i32,
+) -> i32 {
     boundary("sharedarea_inc32", || {
         let v = registry::get(id)?.add_int::<i32>(pos, amount)?;
         // SAFETY: `new_value` is NULL (not wanted) or valid for writes (the header's contract).
@@ -134,7 +148,12 @@ pub extern "C" fn sharedarea_inc32(id: i32, pos: u64, amount: i32, new_value: *m
 /// Subtracts `amount` (wrapping) from the 32-bit integer at `pos`; the new value
 /// goes to `new_value` unless it is NULL.
 #[no_mangle]
-pub extern "C" fn sharedarea_dec32(id: i32, pos: u64, amount: i32, new_value: *mut i32) -> i32 {
+pub unsafe extern "C" fn sharedarea_dec32(
+    id: i32,
+    pos: u64,
+    amount: i32,
+    new_value: *mut i32,
+) -> i32 {
     boundary("sharedarea_dec32", || {
         let v = registry::get(id)?.sub_int::<i32>(pos, amount)?;
         // SAFETY: `new_value` is NULL (not wanted) or valid for writes (the header's contract).
@@ -145,7 +164,7 @@ pub extern "C" fn sharedarea_dec32(id: i32, pos: u64, amount: i32, new_value: *m
 
 /// Reads the 64-bit signed integer at `pos` into `out`.
 #[no_mangle]
-pub extern "C" fn sharedarea_read64(id: i32, pos: u64, out: *mut i64) -> i32 {
+pub unsafe extern "C" fn sharedarea_read64(id: i32, pos: u64, out: *mut i64) -> i32 {
     boundary("sharedarea_read64", || {
         let area = registry::get(id)?;
         let v = area.read_int::<i64>(pos)?;
@@ -157,7 +176,7 @@ pub extern "C" fn sharedarea_read64(id: i32, pos: u64, out: *mut i64) -> i32 {
 
 /// Writes a 64-bit signed integer at `pos`.
 #[no_mangle]
-pub extern "C" fn sharedarea_write64(id: i32, pos: u64, value: i64) -> i32 {
+pub unsafe extern "C" fn sharedarea_write64(id: i32, pos: u64, value: i64) -> i32 {
     boundary("sharedarea_write64", || {
         registry::get(id)?.write_int::<i64>(pos, value)?;
         Ok(0)
@@ -167,7 +186,12 @@ pub extern "C" fn sharedarea_write64(id: i32, pos: u64, value: i64) -> i32 {
 /// Adds `amount` (wrapping) to the 64-bit integer at `pos`; the new value goes to
 /// `new_value` unless it is NULL.
 #[no_mangle]
-pub extern "C" fn sharedarea_inc64(id: i32, pos: u64, amount: i64, new_value: *mut i64) -> i32 {
+pub unsafe extern "C" fn sharedarea_inc64(
+    id: i32,
+    pos: u64,
+    amount: i64,
+    new_value: *mut i64,
+) -> i32 {
     boundary("sharedarea_inc64", || {
         let v = registry::get(id)?.add_int::<i64>(pos, amount)?;
         // SAFETY: `new_value` is NULL (not wanted) or valid for writes (the header's contract).
@@ -179,7 +203,12 @@ pub extern "C" fn sharedarea_inc64(id: i32, pos: u64, amount: i64, new_value: *m
 /// Subtracts `amount` (wrapping) from the 64-bit integer at `pos`; the new value
 /// goes to `new_value` unless it is NULL.
 #[no_mangle]
-pub extern "C" fn sharedarea_dec64(id: i32, pos: u64, amount: i64, new_value: *mut i64) -> i32 {
+pub unsafe extern "C" fn sharedarea_dec64(
+    id: i32,
+    pos: u64,
+    amount: i64,
+    new_value: *mut i64,
+) -> i32 {
     boundary("sharedarea_dec64", || {
         let v = registry::get(id)?.sub_int::<i64>(pos, amount)?;
         // SAFETY: `new_value` is NULL (not wanted) or valid for writes (the header's contract).

@@ -1,5 +1,4 @@
 //! The lock, waiting for updates, counting updates.
-#![allow(clippy::not_unsafe_ptr_arg_deref)] // C entry points: see ffi/mod.rs
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,7 @@ use crate::status::{Error, Result, Status};
 /// compatibility and ignored: waiters are woken by the update itself. Returns 0,
 /// TIMED_OUT, or INTERRUPTED (a signal arrived; see sharedarea_wait_since to resume).
 #[no_mangle]
-pub extern "C" fn sharedarea_wait(id: i32, freq_ms: i32, timeout_s: i32) -> i32 {
+pub unsafe extern "C" fn sharedarea_wait(id: i32, freq_ms: i32, timeout_s: i32) -> i32 {
     boundary("sharedarea_wait", || {
         let area = registry::get(id)?;
         if freq_ms < 0 {
@@ -40,7 +39,7 @@ pub extern "C" fn sharedarea_wait(id: i32, freq_ms: i32, timeout_s: i32) -> i32 
 
 /// The area's update counter now (for sharedarea_wait_since).
 #[no_mangle]
-pub extern "C" fn sharedarea_updates(id: i32, out: *mut u64) -> i32 {
+pub unsafe extern "C" fn sharedarea_updates(id: i32, out: *mut u64) -> i32 {
     boundary("sharedarea_updates", || {
         let area = registry::get(id)?;
         // SAFETY: `out` is NULL or valid for writes during the call (the header's contract).
@@ -53,7 +52,7 @@ pub extern "C" fn sharedarea_updates(id: i32, out: *mut u64) -> i32 {
 /// already does). `timeout_ms` 0: no limit. After INTERRUPTED, call again with
 /// the same `seen` and the time left: no update is missed.
 #[no_mangle]
-pub extern "C" fn sharedarea_wait_since(id: i32, seen: u64, timeout_ms: i64) -> i32 {
+pub unsafe extern "C" fn sharedarea_wait_since(id: i32, seen: u64, timeout_ms: i64) -> i32 {
     boundary("sharedarea_wait_since", || {
         let area = registry::get(id)?;
         if timeout_ms < 0 {
@@ -76,7 +75,7 @@ pub extern "C" fn sharedarea_wait_since(id: i32, seen: u64, timeout_ms: i64) -> 
 /// E_INTERRUPTED calls again with the same `seen` and `deadline_ns`: no update
 /// is missed and no time is added.
 #[no_mangle]
-pub extern "C" fn sharedarea_wait_until(id: i32, seen: u64, deadline_ns: i64) -> i32 {
+pub unsafe extern "C" fn sharedarea_wait_until(id: i32, seen: u64, deadline_ns: i64) -> i32 {
     boundary("sharedarea_wait_until", || {
         let area = registry::get(id)?;
         if deadline_ns < 0 {
@@ -123,7 +122,7 @@ fn monotonic_ns() -> i64 {
 
 /// Counts an update and wakes waiters without changing bytes.
 #[no_mangle]
-pub extern "C" fn sharedarea_update(id: i32) -> i32 {
+pub unsafe extern "C" fn sharedarea_update(id: i32) -> i32 {
     boundary("sharedarea_update", || {
         registry::get(id)?.update()?;
         Ok(0)
@@ -144,7 +143,7 @@ fn taken(function: &'static str, id: i32, recovered: bool) -> i32 {
 
 /// Takes the area's read lock (nests). Returns 0 or RECOVERED.
 #[no_mangle]
-pub extern "C" fn sharedarea_rlock(id: i32) -> i32 {
+pub unsafe extern "C" fn sharedarea_rlock(id: i32) -> i32 {
     boundary("sharedarea_rlock", || {
         let recovered = registry::get(id)?.rlock()?;
         Ok(taken("sharedarea_rlock", id, recovered))
@@ -153,7 +152,7 @@ pub extern "C" fn sharedarea_rlock(id: i32) -> i32 {
 
 /// Takes the area's write lock (nests). Returns 0 or RECOVERED.
 #[no_mangle]
-pub extern "C" fn sharedarea_wlock(id: i32) -> i32 {
+pub unsafe extern "C" fn sharedarea_wlock(id: i32) -> i32 {
     boundary("sharedarea_wlock", || {
         let recovered = registry::get(id)?.wlock()?;
         Ok(taken("sharedarea_wlock", id, recovered))
@@ -162,7 +161,7 @@ pub extern "C" fn sharedarea_wlock(id: i32) -> i32 {
 
 /// Releases one level of this thread's rlock/wlock.
 #[no_mangle]
-pub extern "C" fn sharedarea_unlock(id: i32) -> i32 {
+pub unsafe extern "C" fn sharedarea_unlock(id: i32) -> i32 {
     boundary("sharedarea_unlock", || {
         registry::get(id)?.unlock()?;
         Ok(0)
@@ -207,7 +206,7 @@ fn patience(id: i32, timeout_ms: i64) -> Result<(Patience, Option<Duration>)> {
 /// its handler without ending the wait: a language binding that must run its
 /// own handlers promptly waits in slices (the Perl and Python modules do).
 #[no_mangle]
-pub extern "C" fn sharedarea_rlock_timeout(id: i32, timeout_ms: i64) -> i32 {
+pub unsafe extern "C" fn sharedarea_rlock_timeout(id: i32, timeout_ms: i64) -> i32 {
     boundary("sharedarea_rlock_timeout", || {
         let area = registry::get(id)?;
         let (p, t) = patience(id, timeout_ms)?;
@@ -219,7 +218,7 @@ pub extern "C" fn sharedarea_rlock_timeout(id: i32, timeout_ms: i64) -> i32 {
 /// Takes the area's write lock (nests), waiting at most `timeout_ms`; as
 /// sharedarea_rlock_timeout.
 #[no_mangle]
-pub extern "C" fn sharedarea_wlock_timeout(id: i32, timeout_ms: i64) -> i32 {
+pub unsafe extern "C" fn sharedarea_wlock_timeout(id: i32, timeout_ms: i64) -> i32 {
     boundary("sharedarea_wlock_timeout", || {
         let area = registry::get(id)?;
         let (p, t) = patience(id, timeout_ms)?;
@@ -231,7 +230,7 @@ pub extern "C" fn sharedarea_wlock_timeout(id: i32, timeout_ms: i64) -> i32 {
 /// How this thread holds the area's lock: 0 not at all, 1 the read lock, 2 the
 /// write lock; or a negative status.
 #[no_mangle]
-pub extern "C" fn sharedarea_held(id: i32) -> i32 {
+pub unsafe extern "C" fn sharedarea_held(id: i32) -> i32 {
     boundary("sharedarea_held", || {
         Ok(match registry::get(id)?.held() {
             Held::None => 0,
@@ -244,7 +243,7 @@ pub extern "C" fn sharedarea_held(id: i32) -> i32 {
 /// Releases every nested level of this thread's hold on the area; returns how
 /// many levels it released (0 if it held none), or a negative status.
 #[no_mangle]
-pub extern "C" fn sharedarea_unlock_all(id: i32) -> i32 {
+pub unsafe extern "C" fn sharedarea_unlock_all(id: i32) -> i32 {
     boundary("sharedarea_unlock_all", || {
         let n = registry::get(id)?.unlock_all()?;
         Ok(n.min(i32::MAX as u32) as i32)
@@ -275,7 +274,7 @@ pub struct sharedarea_lock_info {
 
 /// Fills `out` with the state of the area's lock.
 #[no_mangle]
-pub extern "C" fn sharedarea_lock_info(id: i32, out: *mut sharedarea_lock_info) -> i32 {
+pub unsafe extern "C" fn sharedarea_lock_info(id: i32, out: *mut sharedarea_lock_info) -> i32 {
     boundary("sharedarea_lock_info", || {
         let area = registry::get(id)?;
         // SAFETY: `out` is NULL or valid for writes during the call (the header's contract).

@@ -2,11 +2,24 @@
 //! turns an error into a negative status (recording the detail for
 //! `sharedarea_last_error`) and a panic into `SHAREDAREA_E_PANIC`: no panic ever
 //! unwinds into C. Pointer arguments are checked with the `try_*` helpers.
+//!
+//! Every entry point is an `unsafe extern "C" fn`: callable from C, never from safe
+//! Rust. Rust programs use the safe API at the crate root ([`crate::Area`]), which
+//! checks its arguments by type; these functions exist for C and the bindings that
+//! speak C.
+//!
+//! # Safety
+//!
+//! One contract for every entry point, the header's (`include/sharedarea.h`): a
+//! pointer argument is NULL (refused with `SHAREDAREA_E_INVALID_ARGUMENT`) or valid
+//! for the bytes the function's text names for the length of the call; strings are
+//! NUL-terminated; memory given to `sharedarea_init_ptr` stays mapped for the life
+//! of the process. Arguments that are not pointers may hold any value: each is
+//! checked, and a bad one is a negative status, never undefined behaviour.
 
-// The exported functions are C entry points: C callers cannot see Rust's `unsafe`,
-// their pointer contracts are documented in the header, and every dereference
-// below says why it is sound. Rust tests call them like C does.
-#![allow(clippy::not_unsafe_ptr_arg_deref)]
+// The shared contract is stated once above, not in a `# Safety` section per
+// function (that text would be copied into every declaration of the header).
+#![allow(clippy::missing_safety_doc)]
 
 use std::cell::RefCell;
 use std::ffi::c_char;

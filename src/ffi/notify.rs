@@ -12,6 +12,6 @@ use crate::registry;
 /// do not close it. After `fork`, call again in the child (it gets its own
 /// counter, on the same descriptor number). Returns the descriptor or < 0.
 #[no_mangle]
-pub extern "C" fn sharedarea_notify_fd(id: i32) -> i32 {
+pub unsafe extern "C" fn sharedarea_notify_fd(id: i32) -> i32 {
     boundary("sharedarea_notify_fd", || notify::fd(registry::get(id)?))
 }

@@ -1,5 +1,4 @@
 //! WebSocket frame sends for the Perl (or any) glue: from a buffer, or straight
-#![allow(clippy::not_unsafe_ptr_arg_deref)] // C entry points: see ffi/mod.rs
 //! from an area; and the pending bytes of a send a signal interrupted.
 
 use std::ffi::c_void;
@@ -21,7 +20,12 @@ use crate::websocket;
 /// whole and in order, with `sharedarea_ws_flush(fd)`. While `fd` has such
 /// pending bytes a new send on it is refused (INVALID_ARGUMENT, nothing sent).
 #[no_mangle]
-pub extern "C" fn sharedarea_ws_send(fd: i32, opcode: u8, buf: *const c_void, len: u64) -> i64 {
+pub unsafe extern "C" fn sharedarea_ws_send(
+    fd: i32,
+    opcode: u8,
+    buf: *const c_void,
+    len: u64,
+) -> i64 {
     boundary("sharedarea_ws_send", || {
         // SAFETY: `buf` is NULL or points at `len` readable bytes (the header's contract).
         let payload = unsafe { try_slice(buf.cast(), len, "buf") }?;
@@ -36,7 +40,7 @@ pub extern "C" fn sharedarea_ws_send(fd: i32, opcode: u8, buf: *const c_void, le
 /// (never while holding the lock), it returns SHAREDAREA_E_INTERRUPTED with the
 /// frame's unsent rest kept, exactly as `sharedarea_ws_send` does.
 #[no_mangle]
-pub extern "C" fn sharedarea_ws_send_from_area(
+pub unsafe extern "C" fn sharedarea_ws_send_from_area(
     fd: i32,
     opcode: u8,
     id: i32,
@@ -70,7 +74,7 @@ fn check_fd(fd: i32) -> Result<()> {
 /// down; every later send on it fails with CONNECTION_FAILED). Call it after running your signal
 /// handlers, until it returns >= 0.
 #[no_mangle]
-pub extern "C" fn sharedarea_ws_flush(fd: i32) -> i64 {
+pub unsafe extern "C" fn sharedarea_ws_flush(fd: i32) -> i64 {
     boundary("sharedarea_ws_flush", || {
         check_fd(fd)?;
         Ok(websocket::flush(fd)?.unwrap_or(0) as i64)
@@ -83,7 +87,7 @@ pub extern "C" fn sharedarea_ws_flush(fd: i32) -> i64 {
 /// number of an old one. Returns the number of bytes dropped (0 when none),
 /// or < 0 (INVALID_ARGUMENT for a negative fd).
 #[no_mangle]
-pub extern "C" fn sharedarea_ws_forget(fd: i32) -> i64 {
+pub unsafe extern "C" fn sharedarea_ws_forget(fd: i32) -> i64 {
     boundary("sharedarea_ws_forget", || {
         check_fd(fd)?;
         Ok(websocket::forget(fd) as i64)
@@ -97,7 +101,7 @@ pub extern "C" fn sharedarea_ws_forget(fd: i32) -> i64 {
 /// `sharedarea_ws_forget`): the socket is shut down. Returns 0, or
 /// INVALID_ARGUMENT for 0.
 #[no_mangle]
-pub extern "C" fn sharedarea_ws_set_stall_limit(ms: u64) -> i32 {
+pub unsafe extern "C" fn sharedarea_ws_set_stall_limit(ms: u64) -> i32 {
     boundary("sharedarea_ws_set_stall_limit", || {
         if ms == 0 {
             return Err(Error::new(
@@ -117,7 +121,12 @@ pub extern "C" fn sharedarea_ws_set_stall_limit(ms: u64) -> i32 {
 /// the kernel), or < 0. The queue has no bound: check `sharedarea_ws_queued`
 /// first and skip frames while a client lags. For event loops.
 #[no_mangle]
-pub extern "C" fn sharedarea_ws_send_nb(fd: i32, opcode: u8, buf: *const c_void, len: u64) -> i64 {
+pub unsafe extern "C" fn sharedarea_ws_send_nb(
+    fd: i32,
+    opcode: u8,
+    buf: *const c_void,
+    len: u64,
+) -> i64 {
     boundary("sharedarea_ws_send_nb", || {
         check_fd(fd)?;
         // SAFETY: `buf` is NULL or points at `len` readable bytes (the header's contract).
@@ -131,7 +140,7 @@ pub extern "C" fn sharedarea_ws_send_nb(fd: i32, opcode: u8, buf: *const c_void,
 /// what the socket does not take at once. Returns the bytes queued on `fd`
 /// after the call, or < 0.
 #[no_mangle]
-pub extern "C" fn sharedarea_ws_send_from_area_nb(
+pub unsafe extern "C" fn sharedarea_ws_send_from_area_nb(
     fd: i32,
     opcode: u8,
     id: i32,
@@ -150,7 +159,7 @@ pub extern "C" fn sharedarea_ws_send_from_area_nb(
 /// queued (0: none), or < 0: a failure breaks the connection
 /// (CONNECTION_FAILED or PEER_CLOSED; the socket is shut down).
 #[no_mangle]
-pub extern "C" fn sharedarea_ws_flush_nb(fd: i32) -> i64 {
+pub unsafe extern "C" fn sharedarea_ws_flush_nb(fd: i32) -> i64 {
     boundary("sharedarea_ws_flush_nb", || {
         check_fd(fd)?;
         Ok(websocket::flush_nb(fd)? as i64)
@@ -163,7 +172,7 @@ pub extern "C" fn sharedarea_ws_flush_nb(fd: i32) -> i64 {
 /// slow client always gets the latest frame rather than a queue of old ones.
 /// Returns the count, or < 0 (CONNECTION_FAILED once the connection broke).
 #[no_mangle]
-pub extern "C" fn sharedarea_ws_queued(fd: i32) -> i64 {
+pub unsafe extern "C" fn sharedarea_ws_queued(fd: i32) -> i64 {
     boundary("sharedarea_ws_queued", || {
         check_fd(fd)?;
         Ok(websocket::queued(fd)? as i64)

@@ -420,9 +420,9 @@ pub struct Child {
 pub fn lock_holder(id: i32, write: bool, sc: &Scratch, flag: usize) -> Child {
     let child = fork_child(move || {
         let st = if write {
-            sa::sharedarea_wlock(id)
+            unsafe { sa::sharedarea_wlock(id) }
         } else {
-            sa::sharedarea_rlock(id)
+            unsafe { sa::sharedarea_rlock(id) }
         };
         if st != 0 {
             return child_fail(2, &format!("lock: {st}: {}", last_error()));

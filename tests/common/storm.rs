@@ -167,7 +167,7 @@ impl Outcome {
 
 fn lock_info(id: i32) -> Option<sa::sharedarea_lock_info> {
     let mut out: sa::sharedarea_lock_info = unsafe { std::mem::zeroed() };
-    (sa::sharedarea_lock_info(id, &mut out) == sa::SHAREDAREA_OK).then_some(out)
+    (unsafe { sa::sharedarea_lock_info(id, &mut out) } == sa::SHAREDAREA_OK).then_some(out)
 }
 
 fn ok(st: i32) -> bool {

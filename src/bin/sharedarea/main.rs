@@ -10,11 +10,8 @@ mod output;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use sharedarea::area::Area;
 use sharedarea::inspect::{self, NamedArea};
-use sharedarea::registry;
-use sharedarea::spec::Spec;
-use sharedarea::status::{Error, Status};
+use sharedarea::{Area, Error, Status};
 
 use output::{hex, hexdump, human_size, user_name, utc, Json};
 
@@ -303,17 +300,14 @@ impl IntType {
 fn attach(name: &str) -> Result<&'static Area, Error> {
     let bare = inspect::bare_name(name)?;
     // Asked first, so the answer is a status, not a reading of the spec error's text.
-    let path = format!("{}/{bare}", sharedarea::backing::shm_dir());
+    let path = format!("{}/{bare}", inspect::shm_dir());
     if std::fs::symlink_metadata(&path).is_err() {
         return Err(Error::new(
             Status::NoSuchArea,
             format!("no area named \"{bare}\" (no {path})"),
         ));
     }
-    let text = format!("name={bare}");
-    let spec = Spec::parse(&text)?;
-    let id = registry::add(|| sharedarea::backing::create(&text, &spec))?;
-    registry::get(id)
+    Area::init(&format!("name={bare}"))
 }
 
 fn lock_text(a: &NamedArea) -> String {
