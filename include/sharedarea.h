@@ -184,6 +184,11 @@ const char *sharedarea_strerror(int32_t status);
 // this thread's next call into the library. Never NULL ("" before any failure).
 const char *sharedarea_last_error(void);
 
+// The detail of sharedarea_last_error() without the function's name: "area N:
+// cause" (the same buffer and lifetime; "" before any failure). For bindings
+// that report the failure under their own function's name.
+const char *sharedarea_last_error_detail(void);
+
 // Reads the 8-bit signed integer at `pos` into `out`.
 int32_t sharedarea_read8(int32_t id, uint64_t pos, int8_t *out);
 
@@ -287,6 +292,19 @@ int32_t sharedarea_rlock_timeout(int32_t id, int64_t timeout_ms);
 // Takes the area's write lock (nests), waiting at most `timeout_ms`; as
 // sharedarea_rlock_timeout.
 int32_t sharedarea_wlock_timeout(int32_t id, int64_t timeout_ms);
+
+// Takes the area's read lock (nests), waiting until CLOCK_MONOTONIC passes
+// `deadline_ns` (nanoseconds; 0: no limit). `since_ns` is when the caller began
+// waiting (CLOCK_MONOTONIC nanoseconds; 0: at this call): a binding that waits
+// in slices, running its own signal handlers between them, passes the same
+// `since_ns` to each slice, and the last slice's E_TIMED_OUT text counts the
+// whole wait ("timed out after <deadline - since> s ... for at least <now -
+// since> s"). Returns as sharedarea_rlock_timeout.
+int32_t sharedarea_rlock_until(int32_t id, int64_t deadline_ns, int64_t since_ns);
+
+// Takes the area's write lock (nests), waiting until `deadline_ns`; as
+// sharedarea_rlock_until.
+int32_t sharedarea_wlock_until(int32_t id, int64_t deadline_ns, int64_t since_ns);
 
 // How this thread holds the area's lock: 0 not at all, 1 the read lock, 2 the
 // write lock; or a negative status.

@@ -105,20 +105,13 @@ S_die(pTHX_ const char *fname, IV id, int32_t status, const char *fmt, ...)
     S_throw(aTHX_ fname, id, status, cause, 0);
 }
 
-/* The detail part of this thread's last core error: the text after the
- * first ": " of sharedarea_last_error() ("area 0: 16 bytes at ..."), or
- * NULL when the core left nothing useful. */
+/* The detail of this thread's last core error, without the C function's
+ * name ("area 0: 16 bytes at ..."), or NULL when the core left none. */
 static const char *
 S_core_detail(void)
 {
-    const char *msg = sharedarea_last_error();
-    const char *sep;
-    if (!msg || !*msg)
-        return NULL;
-    sep = strstr(msg, ": ");
-    if (!sep || !sep[2])
-        return msg;
-    return sep + 2;
+    const char *detail = sharedarea_last_error_detail();
+    return detail && *detail ? detail : NULL;
 }
 
 /* A C call failed with STATUS: croak "FNAME: <detail from the core>". */
@@ -831,45 +824,11 @@ enum { OP_UPDATE, OP_RLOCK, OP_WLOCK, OP_UNLOCK };
 #define RLOCK_SLICE_MS 100
 #define WLOCK_SLICE_MS 1000
 
-/* A timed-out rlock/wlock: "FNAME: area ID: timed out after T s waiting for
- * the lock: <who holds it, in the core's words>".  The core measured only
- * its last slice; the "(for at least N s)" it gives is set to the whole
- * wait, WAITED_NS. */
-static void S_croak_lock_timeout(pTHX_ const char *fname, int32_t id, int64_t total_ms,
-                                 int64_t waited_ns) __attribute__noreturn__ SA_COLD;
-
-static void
-S_croak_lock_timeout(pTHX_ const char *fname, int32_t id, int64_t total_ms, int64_t waited_ns)
-{
-    static const char lead[] = "waiting for the lock: ";
-    static const char since[] = "(for at least ";
-    const char *detail = S_core_detail();
-    const char *who = detail ? strstr(detail, lead) : NULL;
-    SV *msg = sv_2mortal(newSVpvf("timed out after %" NVgf " s waiting for the lock",
-                                  (NV)total_ms / 1000.0));
-    if (who) {
-        const char *at, *end;
-        who += sizeof lead - 1;
-        at = strstr(who, since);
-        end = at ? strstr(at, " s)") : NULL;
-        sv_catpvs(msg, ": ");
-        if (end) {
-            sv_catpvn(msg, who, (STRLEN)(at - who) + sizeof since - 1);
-            sv_catpvf(msg, "%.3f", (double)waited_ns / 1e9);
-            sv_catpv(msg, end);
-        }
-        else
-            sv_catpv(msg, who);
-    }
-    S_die(aTHX_ fname, id, SHAREDAREA_E_TIMED_OUT, "%" SVf, SVfARG(msg));
-}
-
 static int32_t
 S_lock(pTHX_ const char *fname, int write, int32_t id, SV *timeout_sv)
 {
     int64_t total_ms = -1;                     /* -1: no limit */
-    int64_t start = 0, deadline = 0;
-    int first = 1;
+    int64_t start, deadline;
     int32_t st;
 
     if (timeout_sv) {
@@ -884,32 +843,39 @@ S_lock(pTHX_ const char *fname, int write, int32_t id, SV *timeout_sv)
             total_ms = ms > 1e12 ? -1 : (int64_t)ms;
         }
     }
-    /* (no clock is read for a lock without a timeout: the common,
-     * uncontended call costs only the core's own work) */
-    if (total_ms >= 0) {
-        start = S_now_ns();
-        deadline = start + total_ms * 1000000;
-    }
-    for (;; first = 0) {
-        int64_t left_ms = total_ms, slice, max_slice;
-        if (total_ms > 0 && !first) {
-            int64_t left_ns = deadline - S_now_ns();
-            left_ms = left_ns <= 0 ? 0 : (left_ns + 999999) / 1000000;
-        }
-        max_slice = write ? WLOCK_SLICE_MS : RLOCK_SLICE_MS;
-        slice = left_ms < 0 || left_ms > max_slice ? max_slice : left_ms;
-        st = write ? sharedarea_wlock_timeout(id, slice)
-                   : sharedarea_rlock_timeout(id, slice);
-        if (st == SHAREDAREA_E_INTERRUPTED
-            || (st == SHAREDAREA_E_TIMED_OUT && (left_ms < 0 || slice < left_ms))) {
+    if (total_ms < 0) {
+        /* No limit: slices relative to each call (no clock is read here, so
+         * the common, uncontended call costs only the core's own work). */
+        int64_t slice = write ? WLOCK_SLICE_MS : RLOCK_SLICE_MS;
+        for (;;) {
+            st = write ? sharedarea_wlock_timeout(id, slice)
+                       : sharedarea_rlock_timeout(id, slice);
+            if (st != SHAREDAREA_E_INTERRUPTED && st != SHAREDAREA_E_TIMED_OUT)
+                return st;
             PERL_ASYNC_CHECK(); /* run %SIG handlers; a die leaves here */
+        }
+    }
+    /* A limit: slices up to one absolute deadline, each passing the wait's
+     * start, so the last slice's timeout text counts the whole wait. */
+    start = S_now_ns();
+    deadline = start + total_ms * 1000000;
+    for (;;) {
+        int64_t max_slice = (int64_t)(write ? WLOCK_SLICE_MS : RLOCK_SLICE_MS) * 1000000;
+        int64_t slice_end = deadline;
+        if (total_ms > 0) {
+            int64_t now = S_now_ns();
+            if (deadline - now > max_slice)
+                slice_end = now + max_slice;
+        }
+        st = write ? sharedarea_wlock_until(id, slice_end, start)
+                   : sharedarea_rlock_until(id, slice_end, start);
+        if (st == SHAREDAREA_E_INTERRUPTED
+            || (st == SHAREDAREA_E_TIMED_OUT && slice_end < deadline)) {
+            PERL_ASYNC_CHECK();
             continue;
         }
-        break;
+        return st;
     }
-    if (st == SHAREDAREA_E_TIMED_OUT)
-        S_croak_lock_timeout(aTHX_ fname, id, total_ms, S_now_ns() - start);
-    return st;
 }
 
 /* update/rlock/wlock/unlock(id).  A lock taken after clearing a dead

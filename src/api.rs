@@ -110,6 +110,7 @@ impl Area {
         let p = Patience {
             deadline: timeout.map(|t| Instant::now() + t),
             interruptible: false,
+            since: None,
         };
         let recovered = if write {
             self.wlock_with(p, timeout)?

@@ -12,7 +12,7 @@ mod common;
 use common::*;
 
 use sharedarea::control::SLOTS;
-use std::ffi::c_void;
+use std::ffi::{c_void, CStr};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -476,6 +476,79 @@ fn timed_locks_end_on_time_and_name_the_holder() {
     holder.kill_and_reap();
     assert_eq!(wlock_timeout(id, 2000), sa::SHAREDAREA_RECOVERED);
     assert_eq!(unsafe { sa::sharedarea_held(id) }, 2);
+    assert_eq!(unlock(id), 0);
+}
+
+/// A wait in slices with an absolute deadline (as the Perl and Python bindings
+/// wait, running their signal handlers between slices): each slice ends on its
+/// own deadline, and the last one's timeout text counts the whole wait from
+/// `since`, not from the last slice; the detail comes without the function name.
+#[test]
+fn sliced_lock_waits_report_the_whole_wait_when_they_time_out() {
+    let _g = serial();
+    let id = must_init("1");
+    let sc = Scratch::new(2);
+    let mut holder = lock_holder(id, true, &sc, 0);
+    let since = now_ns() as i64;
+    let deadline = since + 600_000_000;
+    let mut slices = 0;
+    let st = loop {
+        let slice_end = (now_ns() as i64 + 200_000_000).min(deadline);
+        let st = unsafe { sa::sharedarea_wlock_until(id, slice_end, since) };
+        slices += 1;
+        if st != sa::SHAREDAREA_E_TIMED_OUT || slice_end == deadline || slices > 50 {
+            break st;
+        }
+    };
+    let took = Duration::from_nanos(now_ns() - since as u64);
+    assert_eq!(st, sa::SHAREDAREA_E_TIMED_OUT);
+    assert!(slices >= 3, "{slices} slices");
+    assert!(
+        took >= Duration::from_millis(590) && took < SECS(3),
+        "took {took:?}"
+    );
+    let e = last_error();
+    let detail = unsafe { CStr::from_ptr(sa::sharedarea_last_error_detail()) }
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(e, format!("sharedarea_wlock_until: {detail}"));
+    let lead = format!(
+        "area {id}: timed out after 0.6 s waiting for the lock: the write lock is held by pid {} (for at least ",
+        holder.pid
+    );
+    assert!(detail.starts_with(&lead), "{detail}");
+    let waited: f64 = detail[lead.len()..]
+        .split(' ')
+        .next()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no figure in {detail}"));
+    assert!(
+        waited >= 0.59,
+        "the text counts {waited} s, not the whole wait: {detail}"
+    );
+    // a read lock the same way; bad arguments change nothing
+    let st = unsafe { sa::sharedarea_rlock_until(id, now_ns() as i64 + 50_000_000, 0) };
+    assert_eq!(st, sa::SHAREDAREA_E_TIMED_OUT);
+    assert_eq!(
+        unsafe { sa::sharedarea_rlock_until(id, -1, 0) },
+        sa::SHAREDAREA_E_INVALID_ARGUMENT
+    );
+    assert_eq!(
+        unsafe { sa::sharedarea_held(id) },
+        0,
+        "a timed-out lock is held"
+    );
+    holder.kill_and_reap();
+    assert_eq!(
+        unsafe { sa::sharedarea_wlock_until(id, now_ns() as i64 + 2_000_000_000, 0) },
+        sa::SHAREDAREA_RECOVERED
+    );
+    assert_eq!(unlock(id), 0);
+    assert_eq!(
+        unsafe { sa::sharedarea_wlock_until(id, 0, 0) },
+        0,
+        "no deadline: taken at once when free"
+    );
     assert_eq!(unlock(id), 0);
 }
 

@@ -268,7 +268,8 @@ fn wait_body(py: Python<'_>, a: &Args<'_>) -> PyResult<*mut ffi::PyObject> {
         .filter(|ms| *ms <= 1e12)
         .map(|ms| Duration::from_millis(ms as u64));
     let seen = area.updates();
-    let deadline = total.map(|t| Instant::now() + t);
+    let since = Instant::now();
+    let deadline = total.map(|t| since + t);
     loop {
         let left = match deadline {
             None => SIGNAL_SLICE,
@@ -326,7 +327,8 @@ fn take_lock(
         }
         _ => None,
     };
-    let deadline = total.map(|t| Instant::now() + t);
+    let since = Instant::now();
+    let deadline = total.map(|t| since + t);
     let slice = if write {
         WRITER_SIGNAL_SLICE
     } else {
@@ -342,6 +344,8 @@ fn take_lock(
         let p = Patience {
             deadline: Some(until),
             interruptible: true,
+            // a timeout's text counts the whole wait, not the last slice
+            since: Some(since),
         };
         let taken = py.detach(|| {
             if write {

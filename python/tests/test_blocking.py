@@ -235,6 +235,9 @@ def test_a_timed_lock_gives_up_naming_the_holder() -> None:
         assert abs(float(took) - float(t)) < 0.5, line
         assert rest.startswith(f"sharedarea_{f}: area 0: timed out after {t} s waiting for the lock: "), line
         assert "pid" in rest or "process" in rest, line
+        # the holder kept it out for the whole wait, not just the last slice
+        waited = float(rest.split("(for at least ", 1)[1].split(" ", 1)[0])
+        assert waited >= float(t) - 0.01, line
     assert lines[4:] == ["holds 0 0", "then 2"]
 
 

@@ -58,6 +58,14 @@ pub unsafe extern "C" fn sharedarea_last_error() -> *const c_char {
     super::last_error_ptr()
 }
 
+/// The detail of sharedarea_last_error() without the function's name: "area N:
+/// cause" (the same buffer and lifetime; "" before any failure). For bindings
+/// that report the failure under their own function's name.
+#[no_mangle]
+pub unsafe extern "C" fn sharedarea_last_error_detail() -> *const c_char {
+    super::last_error_detail_ptr()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

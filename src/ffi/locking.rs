@@ -176,6 +176,7 @@ fn patience(id: i32, timeout_ms: i64) -> Result<(Patience, Option<Duration>)> {
             Patience {
                 deadline: None,
                 interruptible: true,
+                since: None,
             },
             None,
         )),
@@ -185,6 +186,7 @@ fn patience(id: i32, timeout_ms: i64) -> Result<(Patience, Option<Duration>)> {
                 Patience {
                     deadline: Some(Instant::now() + d),
                     interruptible: true,
+                    since: None,
                 },
                 Some(d),
             ))
@@ -225,6 +227,71 @@ pub unsafe extern "C" fn sharedarea_wlock_timeout(id: i32, timeout_ms: i64) -> i
         let recovered = area.wlock_with(p, t)?;
         Ok(taken("sharedarea_wlock_timeout", id, recovered))
     })
+}
+
+/// Takes the area's read lock (nests), waiting until CLOCK_MONOTONIC passes
+/// `deadline_ns` (nanoseconds; 0: no limit). `since_ns` is when the caller began
+/// waiting (CLOCK_MONOTONIC nanoseconds; 0: at this call): a binding that waits
+/// in slices, running its own signal handlers between them, passes the same
+/// `since_ns` to each slice, and the last slice's E_TIMED_OUT text counts the
+/// whole wait ("timed out after <deadline - since> s ... for at least <now -
+/// since> s"). Returns as sharedarea_rlock_timeout.
+#[no_mangle]
+pub unsafe extern "C" fn sharedarea_rlock_until(id: i32, deadline_ns: i64, since_ns: i64) -> i32 {
+    boundary("sharedarea_rlock_until", || {
+        let area = registry::get(id)?;
+        let (p, t) = patience_until(id, deadline_ns, since_ns)?;
+        let recovered = area.rlock_with(p, t)?;
+        Ok(taken("sharedarea_rlock_until", id, recovered))
+    })
+}
+
+/// Takes the area's write lock (nests), waiting until `deadline_ns`; as
+/// sharedarea_rlock_until.
+#[no_mangle]
+pub unsafe extern "C" fn sharedarea_wlock_until(id: i32, deadline_ns: i64, since_ns: i64) -> i32 {
+    boundary("sharedarea_wlock_until", || {
+        let area = registry::get(id)?;
+        let (p, t) = patience_until(id, deadline_ns, since_ns)?;
+        let recovered = area.wlock_with(p, t)?;
+        Ok(taken("sharedarea_wlock_until", id, recovered))
+    })
+}
+
+/// The patience `deadline_ns`/`since_ns` ask for (CLOCK_MONOTONIC, which is
+/// `Instant`'s clock here), and the whole wait for the timeout's text.
+fn patience_until(
+    id: i32,
+    deadline_ns: i64,
+    since_ns: i64,
+) -> Result<(Patience, Option<Duration>)> {
+    if deadline_ns < 0 || since_ns < 0 {
+        return Err(Error::area(
+            Status::InvalidArgument,
+            id,
+            format!("deadline {deadline_ns} ns / since {since_ns} ns: negative (0 means none)"),
+        ));
+    }
+    let (now, now_ns) = (Instant::now(), monotonic_ns());
+    let at = |ns: i64| -> Instant {
+        if ns >= now_ns {
+            now + Duration::from_nanos((ns - now_ns) as u64)
+        } else {
+            now.checked_sub(Duration::from_nanos((now_ns - ns) as u64))
+                .unwrap_or(now)
+        }
+    };
+    let since = (since_ns != 0).then(|| at(since_ns));
+    let deadline = (deadline_ns != 0).then(|| at(deadline_ns));
+    let whole = deadline.map(|d| d.saturating_duration_since(since.unwrap_or(now)));
+    Ok((
+        Patience {
+            deadline,
+            interruptible: true,
+            since,
+        },
+        whole,
+    ))
 }
 
 /// How this thread holds the area's lock: 0 not at all, 1 the read lock, 2 the

@@ -21,7 +21,7 @@
 // function (that text would be copied into every declaration of the header).
 #![allow(clippy::missing_safety_doc)]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -41,10 +41,14 @@ const LAST_ERROR_CAP: usize = 4096;
 
 thread_local! {
     static LAST_ERROR: RefCell<[u8; LAST_ERROR_CAP]> = const { RefCell::new([0; LAST_ERROR_CAP]) };
+    /// Where the detail starts in LAST_ERROR (after "function: ").
+    static DETAIL_AT: Cell<usize> = const { Cell::new(0) };
 }
 
 fn set_last_error(function: &str, e: &Error) {
     let text = format!("{function}: {}", e.detail);
+    // the prefix has no NUL and is far shorter than the buffer
+    DETAIL_AT.with(|d| d.set(function.len() + 2));
     LAST_ERROR.with(|l| {
         let mut buf = l.borrow_mut();
         let mut n = 0;
@@ -64,6 +68,16 @@ fn set_last_error(function: &str, e: &Error) {
 
 pub(crate) fn last_error_ptr() -> *const c_char {
     LAST_ERROR.with(|l| l.as_ptr() as *const c_char)
+}
+
+/// The same buffer from the detail on (`sharedarea_last_error_detail`).
+pub(crate) fn last_error_detail_ptr() -> *const c_char {
+    let at = DETAIL_AT.with(Cell::get).min(LAST_ERROR_CAP - 1);
+    // SAFETY: `at` < LAST_ERROR_CAP, so the pointer stays inside the buffer, and
+    // the text from there is NUL-terminated (the buffer always holds a NUL at or
+    // after the detail's start: set_last_error writes "function: " then the
+    // detail then a NUL; before any failure the buffer is all NULs).
+    LAST_ERROR.with(|l| unsafe { (l.as_ptr() as *const c_char).add(at) })
 }
 
 /// A C return type that can carry a status.

@@ -142,12 +142,17 @@ pub struct Patience {
     pub deadline: Option<Instant>,
     /// Return `Blocked::Interrupted` when a signal arrives while asleep.
     pub interruptible: bool,
+    /// When the caller began waiting, if before this call (a binding that waits
+    /// in slices): a timed-out caller is told how long the holder kept it out
+    /// counting from here. None: from this call's first wait.
+    pub since: Option<Instant>,
 }
 
 impl Patience {
     pub const FOREVER: Patience = Patience {
         deadline: None,
         interruptible: false,
+        since: None,
     };
 }
 
@@ -510,7 +515,7 @@ fn describe_holders(lk: Lock, s: u32, w: &Waiter, draining: bool) -> String {
 /// then sleep on the state word. Returns whether a dead writer was cleared.
 fn wait_for_writer(lk: Lock, s: u32, me: Me, w: &mut Waiter, p: Patience) -> Result<bool, Blocked> {
     if w.began.is_none() {
-        w.began = Some(Instant::now());
+        w.began = Some(p.since.unwrap_or_else(Instant::now));
     }
     if w.spins < SPINS {
         w.spins += 1;
@@ -660,7 +665,7 @@ fn drain_slow(lk: Lock, me: Me, p: Patience, w: &mut Waiter) -> Result<bool, Blo
     w.spins = 0;
     w.next_check = None;
     if w.began.is_none() {
-        w.began = Some(Instant::now());
+        w.began = Some(p.since.unwrap_or_else(Instant::now));
     }
     loop {
         let hwm = ctl.hwm(Ordering::SeqCst);
@@ -863,7 +868,7 @@ fn drain_ints(
 ) -> Result<Acquired, Blocked> {
     let ctl = lk.ctl;
     if w.began.is_none() {
-        w.began = Some(Instant::now());
+        w.began = Some(p.since.unwrap_or_else(Instant::now));
     }
     loop {
         let hwm = ctl.hwm(Ordering::SeqCst);
