@@ -1219,7 +1219,11 @@ S_ws_poll(pTHX_ SV *fd_sv, SV *events_sv, SV *timeout_sv)
 /* Names and usages, indexed by the XS ALIAS ix                             */
 /* ------------------------------------------------------------------------ */
 
-/* The older names readbyte, writebyte, readlong, writelong and inclong are,
+/* The names, ALIAS entries and usages agree with uwsgi-functions.tsv, the one
+ * table of the uWSGI functions: t/00-load.t checks each against it (and that
+ * the older names answer as the names they stand for).
+ *
+ * The older names readbyte, writebyte, readlong, writelong and inclong are,
  * as in uWSGI 2.0, aliases of read8, write8, read64, write64 and inc64 with
  * the area id first: the last entries of the ALIAS groups below. */
 static const int S_widths[] = { 8, 16, 32, 64, 8, 64 };
@@ -1561,6 +1565,22 @@ _statuses(...)
     SA_STATUS(E_LIMIT);            SA_STATUS(E_PEER_CLOSED);
     SA_STATUS(E_NOT_AN_AREA);      SA_STATUS(E_CONNECTION_FAILED);
 #undef SA_STATUS
+
+void
+_calls_directly(...)
+  CODE:
+    /* for t/00-load.t: 1 when a call naming CODE (a code reference) is a
+     * direct call (perl/direct_calls.h), 0 when not, undef when the direct
+     * calls are not compiled in */
+    S_check_items(aTHX_ items, 1, 1, "SharedArea::_calls_directly(code)");
+    if (!SvROK(ST(0)) || SvTYPE(SvRV(ST(0))) != SVt_PVCV)
+        S_die(aTHX_ "SharedArea::_calls_directly", -1, SHAREDAREA_E_INVALID_ARGUMENT,
+              "code is not a code reference");
+#ifdef SA_DIRECT_CALLS
+    XSRETURN_IV(S_calls_directly(aTHX_ (CV *)SvRV(ST(0))));
+#else
+    XSRETURN_UNDEF;
+#endif
 
 void
 notify_fd(...)

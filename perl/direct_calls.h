@@ -108,7 +108,9 @@ S_ck_direct(pTHX_ OP *entersubop, GV *namegv, SV *ckobj)
     return entersubop;
 }
 
-/* The functions called directly (their ALIAS groups share one XSUB). */
+/* The functions called directly (their ALIAS groups share one XSUB): those
+ * of uwsgi-functions.tsv with direct yes (t/00-load.t checks this list through
+ * SharedArea::_calls_directly; t/16 calls each with its argument counts). */
 static const char *const S_direct_names[] = {
     "sharedarea_read", "sharedarea_write",
     "sharedarea_read8", "sharedarea_read16", "sharedarea_read32", "sharedarea_read64",
@@ -137,5 +139,19 @@ S_call_directly(pTHX_ const char *name)
         S_direct_xsubs[i] = CvXSUB(cv);
     }
     cv_set_call_checker(cv, S_ck_direct, (SV *)cv);
+}
+
+/* SharedArea::_calls_directly: whether a call site naming CV becomes a
+ * direct call (its checker is ours and its XSUB is in the table), so that
+ * t/00-load.t can check S_direct_names against uwsgi-functions.tsv. */
+static int
+S_calls_directly(pTHX_ CV *cv)
+{
+    Perl_call_checker ckfun;
+    SV *ckobj;
+    if (!CvISXSUB(cv) || !S_is_direct(CvXSUB(cv)))
+        return 0;
+    cv_get_call_checker(cv, &ckfun, &ckobj);
+    return ckfun == S_ck_direct;
 }
 #endif

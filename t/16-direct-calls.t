@@ -15,6 +15,7 @@ use SharedArea;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use SharedAreaTest::Area qw(err_of lettered_area);
+use SharedAreaTest::Functions qw(uwsgi_functions shape_args);
 
 alarm 60;
 
@@ -62,6 +63,32 @@ for my $bad ([$id], [ $id, 8, 1 ], []) {
     tie my $pos, 'CountFetch', 8, \$fetched;
     is(uwsgi::sharedarea_read64($id, $pos), 0x1234, 'a tied position');
     is($fetched, 1, '... fetched once');
+}
+
+# --- every function the table calls directly, with each of its argument counts ---
+# (uwsgi-functions.tsv: direct yes) a call site naming it gives what a call
+# through a code reference (always pp_entersub) gives: results in scalar and
+# list context, the bytes it leaves, and its croak for one argument too many.
+for my $r (grep { $_->{direct} eq 'yes' } uwsgi_functions()) {
+    my $name = $r->{name};
+    for my $n ($r->{required} .. @{ $r->{params} }) {
+        my $list = join ', ', map { "\$_[$_]" } 0 .. $n - 1;
+        my $direct = eval "sub { my \$s = uwsgi::$name($list); my \@r = uwsgi::$name($list); [ \$s, \@r ] }"
+            or die $@;
+        my $plain = do { no strict 'refs'; \&{"uwsgi::$name"} };
+        my (@got, @bytes);
+        for my $call ($direct, sub { [ scalar($plain->(@_)), $plain->(@_) ] }) {
+            my ($a) = lettered_area(64);
+            push @got, $call->(shape_args($r, $a, $n));
+            push @bytes, uwsgi::sharedarea_read($a, 0);
+        }
+        is_deeply($got[0], $got[1], "$name with $n arguments, called by name: the results of a plain call");
+        is($bytes[0], $bytes[1], '... and the same bytes left');
+    }
+    my $more = join ', ', map { "\$_[$_]" } 0 .. @{ $r->{params} };
+    my $too_many = eval "sub { uwsgi::$name($more) }" or die $@;
+    like(err_of(sub { $too_many->(shape_args($r, $id), 0) }), qr/^Usage: uwsgi::\Q$name($r->{args})\E at /,
+         "$name with one argument too many: its usage");
 }
 
 # --- croaks name the caller's line -----------------------------------------------

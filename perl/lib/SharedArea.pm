@@ -12,7 +12,9 @@ XSLoader::load('SharedArea', $VERSION);
 # SharedArea::Error); set by every failing call, left alone by successful ones.
 our $STATUS = 0;
 
-# The uWSGI names SharedArea provides in package uwsgi.
+# The uWSGI names SharedArea provides in package uwsgi: the Perl ones of
+# uwsgi-functions.tsv, the one table of them (t/00-load.t checks this list, the
+# POD and the XS against it).
 our @UWSGI_FUNCTIONS = qw(
     sharedarea_read sharedarea_readfast sharedarea_write
     sharedarea_read8 sharedarea_read16 sharedarea_read32 sharedarea_read64

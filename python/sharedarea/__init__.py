@@ -47,7 +47,8 @@ from .aio import wait_async
 #: The package's version: the same as the core's (and the Perl modules').
 __version__: str = importlib.metadata.version("sharedarea")
 
-#: The uWSGI names this package provides (what ``install_uwsgi_names`` installs).
+#: The uWSGI names this package provides (what ``install_uwsgi_names`` installs): the
+#: Python ones of uwsgi-functions.tsv (python/tests/test_names.py checks them against it).
 UWSGI_NAMES: tuple[str, ...] = tuple(sorted(n for n in dir(_sharedarea) if n.startswith("sharedarea_")))
 
 __all__ = [

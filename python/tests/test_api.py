@@ -520,16 +520,6 @@ def test_every_public_function_has_a_docstring_and_signature() -> None:
             assert obj.__doc__.strip() and obj.__name__ == name
 
 
-def test_uwsgi_names_cover_issue_list() -> None:
-    wanted = {"sharedarea_read", "sharedarea_write", "sharedarea_wait", "sharedarea_rlock", "sharedarea_wlock",
-              "sharedarea_unlock", "sharedarea_update", "sharedarea_memoryview", "sharedarea_readinto",
-              "sharedarea_readbyte", "sharedarea_writebyte", "sharedarea_readlong", "sharedarea_writelong",
-              "sharedarea_inclong"}
-    for n in (8, 16, 32, 64):
-        wanted |= {f"sharedarea_read{n}", f"sharedarea_write{n}", f"sharedarea_inc{n}", f"sharedarea_dec{n}"}
-    assert wanted <= set(sharedarea.UWSGI_NAMES)
-
-
 def test_import_sharedarea_uwsgi_makes_import_uwsgi_work() -> None:
     r = run_python(
         "import sharedarea.uwsgi, uwsgi\n"
