@@ -1548,6 +1548,17 @@ _ws_statuses(...)
     mPUSHs(newSVpvs("TIMED_OUT"));         mPUSHi(SHAREDAREA_E_TIMED_OUT);
     mPUSHs(newSVpvs("INTERRUPTED"));       mPUSHi(SHAREDAREA_E_INTERRUPTED);
 
+SV *
+_strerror(status)
+    IV status
+  CODE:
+    /* the core's one text for a status (src/status.rs), for conditions the
+     * Perl modules detect themselves (a close frame read by SharedArea::WebSocket) */
+    RETVAL = newSVpv(sharedarea_strerror(status < INT32_MIN || status > INT32_MAX
+                                         ? INT32_MIN : (int32_t)status), 0);
+  OUTPUT:
+    RETVAL
+
 void
 _statuses(...)
   PPCODE:

@@ -70,8 +70,11 @@ use constant {
     REFUSED => 'sharedarea.websocket.refused',     # env key: [status, headers, message]
     STARTED => 'sharedarea.websocket.responded',   # env key: the app already started a response
     GUID    => '258EAFA5-E914-47DA-95CA-C5AB0DC85B11',
-    PEER_CLOSED => 'the peer closed the connection',
 };
+
+# The core's text for a close this module detects itself (a close frame, the
+# end of the stream): one wording per condition, src/status.rs's.
+use constant PEER_CLOSED => SharedArea::_strerror(SharedArea::Error->code('E_PEER_CLOSED'));
 
 my @UWSGI_NAMES = qw(
     websocket_handshake websocket_send websocket_send_binary
