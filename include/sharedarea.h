@@ -8,7 +8,8 @@
  * lock is shared by all threads and processes that have the area; a lock taken
  * with sharedarea_rlock/sharedarea_wlock belongs to the thread that took it and
  * is released by that thread (sharedarea_unlock), or when that thread exits.
- * sharedarea_last_error() is per thread.
+ * sharedarea_last_error() is per thread; how long its text lasts is said at
+ * that function.
  *
  * fork(): the child has the parent's areas under the same ids, sharing their
  * memory, locks and counters; it never holds a lock the parent held (a parent
@@ -180,8 +181,12 @@ uint32_t sharedarea_abi_version(void);
 // Static text for a status; unknown numbers get a text saying so. Never NULL.
 const char *sharedarea_strerror(int32_t status);
 
-// This thread's last failure in detail: "function: area N: cause". Valid until
-// this thread's next call into the library. Never NULL ("" before any failure).
+// This thread's last failure in detail: "function: area N: cause" ("" before
+// any failure; a lock taken with RECOVERED leaves its note here too). Never NULL.
+// How long it lasts (the one place that says so): the pointer is to a buffer of
+// the calling thread's own and stays valid until that thread exits; the text is
+// rewritten in place by this thread's next failure or RECOVERED note, never by
+// other threads, so copy it to keep it.
 const char *sharedarea_last_error(void);
 
 // The detail of sharedarea_last_error() without the function's name: "area N:

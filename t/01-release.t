@@ -35,6 +35,17 @@ for my $pm (sort @pm) {
     $checker->parse_from_file($pm, \my $out);
     is($checker->num_errors, 0, "$rel: POD without errors");
 }
+# README's Layout names every top-level folder of the repository (in a git
+# checkout; a distribution carries only some of them).
+SKIP: {
+    my @dirs = -e "$root/.git" ? `git -C '$root' ls-tree -d HEAD --name-only 2>/dev/null` : ();
+    skip 'not a git checkout', 1 unless @dirs;
+    chomp @dirs;
+    open my $r, '<', "$root/README.md" or die "README.md: $!";
+    my ($layout) = do { local $/; <$r> } =~ /^## Layout\n(.*?)^## /ms;
+    my @missing = grep { ($layout // '') !~ /(?:^|\s)\Q$_\E\//m } @dirs;
+    is("@missing", '', "README's Layout names every top-level folder (@dirs)");
+}
 {
     open my $pod, '<', "$root/perl/lib/SharedArea.pm" or die $!;
     my @heads = map { /^=head1 (.+)/ ? $1 : () } <$pod>;

@@ -537,7 +537,8 @@ promptly; if the handler dies, the call ends with that exception and holds
 nothing, otherwise the wait goes on for the time that is left.
 
 A process that dies holding the lock (killed by SIGKILL, say) blocks the
-others for at most a second (about 0.2 s, however many died at once), and a
+others for about 0.2 s, however many died at once (the waiters check the
+holders every 100 ms; F<README.md>, "The lock", says exactly when), and a
 live holder is never taken for dead: not when C</proc> hides it (C<hidepid>,
 setuid or non-dumpable workers), not without C</proc>, not in another pid
 namespace.  A thread that exits holding the lock releases it.  The process
@@ -794,8 +795,8 @@ a fractional timeout is honoured (uWSGI waits forever), a negative freq dies
 =item - Calling a sharedarea function while holding that area's lock works (uWSGI
 hangs the worker or corrupts the lock); C<unlock> without a lock dies.
 
-=item - A worker killed while holding an area's lock blocks the others for at most
-a second (uWSGI hangs every worker until a restart).
+=item - A worker killed while holding an area's lock blocks the others for about
+0.2 s (uWSGI hangs every worker until a restart).
 
 =item - C<ptr=> in a spec is an error (uWSGI ignores it); C<file=> without a size
 maps the whole file (uWSGI fails); large page counts do not overflow.

@@ -495,7 +495,7 @@ fn uwsgi_functions() -> Vec<Def> {
             once; when it expires TimedOutError names the process holding the lock and for how long. The \
             GIL is released while waiting; a signal (Ctrl-C) runs its Python handler promptly, and one that \
             raises ends the call holding nothing. A process that died holding the lock blocks the others \
-            for at most about a second; the caller that clears it gets a LockRecoveredWarning. Returns None."),
+            for about 0.2 s; the caller that clears it gets a LockRecoveredWarning. Returns None."),
         def!(sharedarea_wlock, "($module, id, timeout=None, /)",
             "Takes the area's write lock (nests; prefer `with sharedarea.wlock_guard(id):`). While holding it, \
             this thread can call every function on the area. wlock while holding the read lock raises \

@@ -51,8 +51,12 @@ pub unsafe extern "C" fn sharedarea_strerror(status: i32) -> *const c_char {
     }
 }
 
-/// This thread's last failure in detail: "function: area N: cause". Valid until
-/// this thread's next call into the library. Never NULL ("" before any failure).
+/// This thread's last failure in detail: "function: area N: cause" ("" before
+/// any failure; a lock taken with RECOVERED leaves its note here too). Never NULL.
+/// How long it lasts (the one place that says so): the pointer is to a buffer of
+/// the calling thread's own and stays valid until that thread exits; the text is
+/// rewritten in place by this thread's next failure or RECOVERED note, never by
+/// other threads, so copy it to keep it.
 #[no_mangle]
 pub unsafe extern "C" fn sharedarea_last_error() -> *const c_char {
     super::last_error_ptr()

@@ -34,9 +34,8 @@ pub mod locking;
 pub mod notify;
 pub mod websocket;
 
-/// Room for this thread's last error text. A fixed buffer, rewritten in place, so
-/// a pointer from `sharedarea_last_error` never dangles (its text changes with
-/// the thread's next failure).
+/// Room for this thread's last error text. A fixed buffer, rewritten in place:
+/// what that promises callers is stated once, at `sharedarea_last_error`.
 const LAST_ERROR_CAP: usize = 4096;
 
 thread_local! {
