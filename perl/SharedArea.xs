@@ -829,6 +829,7 @@ S_lock(pTHX_ const char *fname, int write, int32_t id, SV *timeout_sv)
 {
     int64_t total_ms = -1;                     /* -1: no limit */
     int64_t start, deadline;
+    int first;
     int32_t st;
 
     if (timeout_sv) {
@@ -859,11 +860,11 @@ S_lock(pTHX_ const char *fname, int write, int32_t id, SV *timeout_sv)
      * start, so the last slice's timeout text counts the whole wait. */
     start = S_now_ns();
     deadline = start + total_ms * 1000000;
-    for (;;) {
+    for (first = 1;; first = 0) {
         int64_t max_slice = (int64_t)(write ? WLOCK_SLICE_MS : RLOCK_SLICE_MS) * 1000000;
         int64_t slice_end = deadline;
         if (total_ms > 0) {
-            int64_t now = S_now_ns();
+            int64_t now = first ? start : S_now_ns();   /* one clock read for the common case */
             if (deadline - now > max_slice)
                 slice_end = now + max_slice;
         }

@@ -1,5 +1,6 @@
 //! The lock, waiting for updates, counting updates.
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::{boundary, note, try_mut};
@@ -272,18 +273,14 @@ fn patience_until(
             format!("deadline {deadline_ns} ns / since {since_ns} ns: negative (0 means none)"),
         ));
     }
-    let (now, now_ns) = (Instant::now(), monotonic_ns());
-    let at = |ns: i64| -> Instant {
-        if ns >= now_ns {
-            now + Duration::from_nanos((ns - now_ns) as u64)
-        } else {
-            now.checked_sub(Duration::from_nanos((now_ns - ns) as u64))
-                .unwrap_or(now)
-        }
+    let since = (since_ns != 0).then(|| instant_at(since_ns));
+    // a deadline too far to represent is no limit
+    let deadline = if deadline_ns != 0 {
+        instant_at_checked(deadline_ns)
+    } else {
+        None
     };
-    let since = (since_ns != 0).then(|| at(since_ns));
-    let deadline = (deadline_ns != 0).then(|| at(deadline_ns));
-    let whole = deadline.map(|d| d.saturating_duration_since(since.unwrap_or(now)));
+    let whole = deadline.map(|d| d.saturating_duration_since(since.unwrap_or_else(Instant::now)));
     Ok((
         Patience {
             deadline,
@@ -292,6 +289,29 @@ fn patience_until(
         },
         whole,
     ))
+}
+
+/// One reading of both clocks, taken once: `Instant` is CLOCK_MONOTONIC here, so
+/// a CLOCK_MONOTONIC time in nanoseconds maps to an `Instant` by arithmetic, and
+/// a timed lock reads no clock to learn its deadline.
+fn clock_base() -> (Instant, i64) {
+    static BASE: OnceLock<(Instant, i64)> = OnceLock::new();
+    *BASE.get_or_init(|| (Instant::now(), monotonic_ns()))
+}
+
+/// The `Instant` of CLOCK_MONOTONIC time `ns`; None when not representable.
+fn instant_at_checked(ns: i64) -> Option<Instant> {
+    let (base, base_ns) = clock_base();
+    if ns >= base_ns {
+        base.checked_add(Duration::from_nanos(ns.abs_diff(base_ns)))
+    } else {
+        base.checked_sub(Duration::from_nanos(ns.abs_diff(base_ns)))
+    }
+}
+
+/// As `instant_at_checked`, clamped to the nearest representable instant.
+fn instant_at(ns: i64) -> Instant {
+    instant_at_checked(ns).unwrap_or_else(|| clock_base().0)
 }
 
 /// How this thread holds the area's lock: 0 not at all, 1 the read lock, 2 the
