@@ -189,9 +189,10 @@ const char *sharedarea_strerror(int32_t status);
 // other threads, so copy it to keep it.
 const char *sharedarea_last_error(void);
 
-// The detail of sharedarea_last_error() without the function's name: "area N:
-// cause" (the same buffer and lifetime; "" before any failure). For bindings
-// that report the failure under their own function's name.
+// The detail of sharedarea_last_error() without the function's name ("area N:
+// cause", or just the cause for a failure about no area, as init's; the same
+// buffer and lifetime; "" before any failure). For bindings that report the
+// failure under their own function's name.
 const char *sharedarea_last_error_detail(void);
 
 // Reads the 8-bit signed integer at `pos` into `out`.
@@ -286,7 +287,7 @@ int32_t sharedarea_unlock(int32_t id);
 
 // Takes the area's read lock (nests), waiting at most `timeout_ms` (-1: no
 // limit, 0: one try). Returns 0, RECOVERED, E_TIMED_OUT (the last error names
-// the holder and how long it has held the lock), or E_INTERRUPTED (a signal
+// the holder and how long it kept this caller waiting), or E_INTERRUPTED (a signal
 // arrived while blocked; nothing is held: call again with the time left).
 // As with any EINTR-based wait, a signal that lands while the caller is
 // between two of its sleeps (it wakes every 100 ms to check the holders) runs
@@ -304,7 +305,9 @@ int32_t sharedarea_wlock_timeout(int32_t id, int64_t timeout_ms);
 // in slices, running its own signal handlers between them, passes the same
 // `since_ns` to each slice, and the last slice's E_TIMED_OUT text counts the
 // whole wait ("timed out after <deadline - since> s ... for at least <now -
-// since> s"). Returns as sharedarea_rlock_timeout.
+// since> s"; a `since_ns` later than either counts as 0 s). Returns as
+// sharedarea_rlock_timeout; a negative `deadline_ns` or `since_ns` is
+// E_INVALID_ARGUMENT.
 int32_t sharedarea_rlock_until(int32_t id, int64_t deadline_ns, int64_t since_ns);
 
 // Takes the area's write lock (nests), waiting until `deadline_ns`; as

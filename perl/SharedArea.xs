@@ -1550,13 +1550,22 @@ _ws_statuses(...)
     mPUSHs(newSVpvs("INTERRUPTED"));       mPUSHi(SHAREDAREA_E_INTERRUPTED);
 
 SV *
-_strerror(status)
-    IV status
+_strerror(status_sv)
+    SV *status_sv
   CODE:
     /* the core's one text for a status (src/status.rs), for conditions the
-     * Perl modules detect themselves (a close frame read by SharedArea::WebSocket) */
-    RETVAL = newSVpv(sharedarea_strerror(status < INT32_MIN || status > INT32_MAX
-                                         ? INT32_MIN : (int32_t)status), 0);
+     * Perl modules detect themselves (a close frame read by SharedArea::WebSocket);
+     * undef for anything that is not an integer status number */
+    SvGETMAGIC(status_sv);
+    if (SvOK(status_sv) && looks_like_number(status_sv)) {
+        NV nv = SvNV_nomg(status_sv);
+        if (nv >= (NV)INT32_MIN && nv <= (NV)INT32_MAX && nv == (NV)(int32_t)nv)
+            RETVAL = newSVpv(sharedarea_strerror((int32_t)nv), 0);
+        else
+            RETVAL = newSV(0);
+    }
+    else
+        RETVAL = newSV(0);
   OUTPUT:
     RETVAL
 

@@ -27,7 +27,7 @@
 //! ```
 
 use std::marker::PhantomData;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,12 @@ impl Area {
     /// `"pages=2"`, `"size=64K"`, `"file=PATH[,size=..][,offset=..]"`,
     /// `"fd=N,..."`, `"name=NAME[,size=..]"` (created, or attached when it exists).
     /// A bad spec creates nothing ([`Status::InvalidSpec`]).
+    ///
+    /// A `file=` or `fd=` area maps a file: if some program truncates that file
+    /// below the area's end, touching the lost pages kills the process with
+    /// SIGBUS (as with any shared file mapping). Anonymous and `name=` areas
+    /// reserve their memory at creation and cannot lose it that way. `fd=N`
+    /// names a descriptor this process must own.
     pub fn init(spec: &str) -> Result<&'static Area> {
         let parsed = Spec::parse(spec)?;
         let id = registry::add(|| backing::create(spec, &parsed))?;
@@ -51,7 +57,8 @@ impl Area {
 
     /// Creates an area over `len` bytes of `fd` from `offset` (a multiple of the
     /// page size); `len` `None`: the file's length minus `offset`. The descriptor
-    /// stays the caller's (the area keeps its own mapping).
+    /// stays the caller's (the area keeps its own mapping). As for `file=` areas
+    /// (see [`Area::init`]), truncating the file under a live area means SIGBUS.
     pub fn from_fd(fd: BorrowedFd<'_>, len: Option<u64>, offset: u64) -> Result<&'static Area> {
         let id = registry::add(|| backing::from_fd(fd.as_raw_fd(), len, offset).map(Made::New))?;
         registry::get(id)
@@ -62,8 +69,9 @@ impl Area {
     /// # Safety
     ///
     /// `ptr` must be valid for reads and writes of `len` bytes for the rest of the
-    /// life of the process, and be written by other code only through areas or
-    /// atomics (the area's operations assume no plain concurrent writes).
+    /// life of the process; nothing but this area may read or write those bytes
+    /// from now on (no Rust references to them, no other area over any of them,
+    /// no other code writing them, in this process or another that shares them).
     pub unsafe fn from_raw(ptr: NonNull<u8>, len: usize) -> Result<&'static Area> {
         if len == 0 || len > isize::MAX as usize {
             return Err(Error::new(
@@ -108,18 +116,16 @@ impl Area {
 
     fn guarded(&self, write: bool, timeout: Option<Duration>) -> Result<LockGuard<'_>> {
         let p = Patience {
-            deadline: timeout.map(|t| Instant::now() + t),
+            // a timeout too long to represent is no limit
+            deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
             interruptible: false,
             since: None,
         };
-        let recovered = if write {
-            self.wlock_with(p, timeout)?
-        } else {
-            self.rlock_with(p, timeout)?
-        };
+        let (recovered, serial) = self.take_hold(write, p, timeout)?;
         Ok(LockGuard {
             area: self,
             recovered,
+            serial,
             _not_send: PhantomData,
         })
     }
@@ -139,6 +145,9 @@ impl Area {
 pub struct LockGuard<'a> {
     area: &'a Area,
     recovered: bool,
+    /// The hold this guard has a level of: after an explicit `unlock_all` (or
+    /// unlocks) ended that hold, the guard leaves any later hold alone.
+    serial: u64,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -150,17 +159,19 @@ impl LockGuard<'_> {
     }
 
     /// Gives the lock back now, reporting what a drop would ignore:
-    /// [`Status::LockMisuse`] when another process judged this one dead and took the lock.
+    /// [`Status::LockMisuse`] when this guard's hold had already ended (an
+    /// explicit [`Area::unlock_all`], or another process judged this one dead and
+    /// took the lock).
     pub fn unlock(self) -> Result<()> {
-        let area = self.area;
+        let (area, serial) = (self.area, self.serial);
         std::mem::forget(self);
-        area.unlock()
+        area.unlock_hold(serial)
     }
 }
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.area.unlock();
+        let _ = self.area.unlock_hold(self.serial);
     }
 }
 
@@ -181,12 +192,13 @@ pub fn count() -> usize {
 
 /// The descriptor that becomes readable after `area` is updated, for event loops
 /// (epoll, mio, tokio's `AsyncFd`): when it fires, read its 8-byte counter to
-/// re-arm it, then read the area. One per area and process, owned by the library.
-pub fn notify_fd(area: &'static Area) -> Result<BorrowedFd<'static>> {
-    let fd = crate::notify::fd(area)?;
-    // SAFETY: the library keeps this descriptor open for the life of the process
-    // and never closes it (see `notify`).
-    Ok(unsafe { BorrowedFd::borrow_raw(fd) })
+/// re-arm it, then read the area. One per area and process, owned by the library
+/// and open for the life of the process: do not close it. After `fork`, the
+/// child's first call puts the child's own eventfd on the same number (the
+/// parent's helper thread does not exist in the child): call this again in the
+/// child before watching it.
+pub fn notify_fd(area: &'static Area) -> Result<RawFd> {
+    crate::notify::fd(area)
 }
 
 impl std::fmt::Debug for Area {

@@ -647,7 +647,8 @@ impl Area {
             ));
         }
         let ctl = self.control();
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // a timeout too long to represent is no limit
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let word = ctl.updates_futex_word();
         loop {
             // The word first: a wake after it is read changes it, so the sleep
@@ -694,41 +695,57 @@ impl Area {
         holds::held(self.control())
     }
 
-    /// Takes the read lock (nests); waits forever.
+    /// Takes the read lock (nests); waits forever. The uWSGI-style explicit lock,
+    /// for bindings: Rust code takes guards ([`Area::read_lock`]), which give the
+    /// lock back on every path out. Mixing is safe: a guard whose hold an
+    /// explicit [`Area::unlock_all`] ended releases nothing later.
     pub fn rlock(&self) -> Result<bool> {
         self.rlock_with(Patience::FOREVER, None)
     }
 
-    /// Takes the write lock (nests); waits forever.
+    /// Takes the write lock (nests); waits forever (see [`Area::rlock`]).
     pub fn wlock(&self) -> Result<bool> {
         self.wlock_with(Patience::FOREVER, None)
     }
 
     /// Takes the read lock, as patient as `p`. Returns whether a dead holder was
     /// cleared (or a thread exited holding the lock) since the last taker.
+    /// `timeout` is only the figure a timeout's error text states. For the
+    /// project's language bindings, which wait in slices.
+    #[doc(hidden)]
     pub fn rlock_with(&self, p: Patience, timeout: Option<Duration>) -> Result<bool> {
         self.explicit(false, p, timeout)
     }
 
-    /// Takes the write lock, as patient as `p`.
+    /// Takes the write lock, as patient as `p` (see `rlock_with`).
+    #[doc(hidden)]
     pub fn wlock_with(&self, p: Patience, timeout: Option<Duration>) -> Result<bool> {
         self.explicit(true, p, timeout)
     }
 
     fn explicit(&self, write: bool, p: Patience, timeout: Option<Duration>) -> Result<bool> {
+        self.take_hold(write, p, timeout)
+            .map(|(recovered, _)| recovered)
+    }
+
+    /// Takes (or nests) this thread's hold; returns whether a dead holder was
+    /// cleared, and the hold's serial (what a guard releases).
+    pub(crate) fn take_hold(
+        &self,
+        write: bool,
+        p: Patience,
+        timeout: Option<Duration>,
+    ) -> Result<(bool, u64)> {
         let ctl = self.control();
         match (holds::held(ctl), write) {
             (Held::Read, true) => Err(self.err(
                 Status::LockMisuse,
                 "this thread holds the read lock; it cannot be upgraded to the write lock (unlock first)",
             )),
-            (Held::Write, _) | (Held::Read, false) => {
-                if holds::deepen(ctl) {
-                    Ok(false)
-                } else {
-                    Err(self.err(Status::Limit, "the lock is nested 2^32 - 1 deep already"))
-                }
-            }
+            (Held::Write, _) | (Held::Read, false) => match holds::deepen(ctl) {
+                Some(serial) => Ok((false, serial)),
+                None => Err(self.err(Status::Limit, "the lock is nested 2^32 - 1 deep already")),
+            },
             (Held::None, _) => {
                 let (me, claim_recovered) = self.me();
                 let lk = self.obj.lock();
@@ -738,27 +755,39 @@ impl Area {
                     lock::lock_shared(lk, me, p)
                 };
                 let a = got.map_err(|b| self.blocked(b, timeout))?;
-                holds::push_new(ctl, write, a.taken);
+                let Some(serial) = holds::push_new(ctl, write, a.taken) else {
+                    // Nothing would ever release a hold this thread cannot record.
+                    let _ = lock::release(ctl, a.taken);
+                    return Err(self.err(
+                        Status::LockMisuse,
+                        "this thread is exiting (its lock records are gone): a lock taken now could never be released",
+                    ));
+                };
                 let abandoned = ctl.stats.abandoned.load(Ordering::Relaxed) != 0
                     && ctl.stats.abandoned.swap(0, Ordering::AcqRel) != 0;
-                Ok(a.recovered | claim_recovered | abandoned)
+                Ok((a.recovered | claim_recovered | abandoned, serial))
             }
         }
     }
 
     /// Releases one level of this thread's hold.
     pub fn unlock(&self) -> Result<()> {
-        self.unlock_levels(false).map(|_| ())
+        self.unlock_levels(false, None).map(|_| ())
     }
 
     /// Releases every level of this thread's hold; returns how many (0: none).
     pub fn unlock_all(&self) -> Result<u32> {
-        self.unlock_levels(true)
+        self.unlock_levels(true, None)
     }
 
-    fn unlock_levels(&self, all: bool) -> Result<u32> {
+    /// Releases one level of the hold `serial` (a guard's), if it is still held.
+    pub(crate) fn unlock_hold(&self, serial: u64) -> Result<()> {
+        self.unlock_levels(false, Some(serial)).map(|_| ())
+    }
+
+    fn unlock_levels(&self, all: bool, serial: Option<u64>) -> Result<u32> {
         let ctl = self.control();
-        match holds::pop(ctl, all) {
+        match holds::pop(ctl, all, serial) {
             (Popped::NotHeld, _) if all => Ok(0),
             (Popped::NotHeld, _) => Err(self.err(
                 Status::LockMisuse,
@@ -792,8 +821,9 @@ impl Area {
 
     /// Runs `f` with a raw view of `len` bytes at `pos` under the read lock (or
     /// this thread's own lock). For sends that must not copy: `f` gets a pointer
-    /// valid only during the call, and must not block on anything slow.
-    pub fn with_bytes_locked<T>(
+    /// valid only during the call, and must not block on anything slow nor call
+    /// into this area (the read lock it may take is not a hold of this thread).
+    pub(crate) fn with_bytes_locked<T>(
         &self,
         pos: u64,
         len: u64,

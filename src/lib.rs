@@ -60,7 +60,10 @@ pub use api::{count, notify_fd, LockGuard};
 pub use area::{Area, Info, Int};
 pub use backing::{page_size, Backing};
 pub use lock::holds::Held;
-pub use lock::{Patience, Snapshot as LockInfo};
+pub use lock::Snapshot as LockInfo;
+// For the project's language bindings (slice-by-slice waits), not Rust callers.
+#[doc(hidden)]
+pub use lock::Patience;
 pub use status::{Error, Result, Status};
 
 pub use ffi::areas::*;

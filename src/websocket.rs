@@ -351,6 +351,19 @@ impl From<Error> for Stop {
     }
 }
 
+/// A private copy of `len` bytes of an area at `p`, made with atomic loads (as
+/// reads are): no Rust reference to shared memory, which code outside the lock
+/// (a zero-copy view, another process) might write at the same time.
+///
+/// # Safety
+/// `p` is valid for reads of `len` bytes during the call.
+unsafe fn copy_out(p: *const u8, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    // SAFETY: `p` is valid for `len` bytes (the caller's contract); `v` is ours.
+    unsafe { crate::seqcopy::load(p, v.as_mut_ptr(), len) };
+    v
+}
+
 /// One non-blocking `sendmsg` of up to two pieces. Ok(Some(bytes taken)),
 /// Ok(None) on EINTR; EAGAIN is Ok(Some(0)).
 ///
@@ -584,7 +597,7 @@ pub fn send_from_area(fd: i32, opcode: u8, area: &Area, pos: u64, len: u64) -> R
         let from = sent.saturating_sub(h);
         // SAFETY: `p` points at `l` bytes of the area, valid while the lock is held
         // (inside this closure); `from <= l` because sendmsg took at most h + l.
-        let rest = unsafe { std::slice::from_raw_parts(p.add(from), l - from) }.to_vec();
+        let rest = unsafe { copy_out(p.add(from), l - from) };
         Ok((sent, rest))
     })??;
     // What is left: the header's unsent end (if any), then `rest`.
@@ -699,7 +712,7 @@ pub fn send_from_area_nb(fd: i32, opcode: u8, area: &Area, pos: u64, len: u64) -
             let from = sent.saturating_sub(h);
             // SAFETY: `p` points at `l` bytes of the area, valid while the lock
             // is held (inside this closure); `from <= l`.
-            v.extend_from_slice(unsafe { std::slice::from_raw_parts(p.add(from), l - from) });
+            v.extend_from_slice(&unsafe { copy_out(p.add(from), l - from) });
         }
         Ok(v)
     })??;

@@ -5,7 +5,6 @@
 mod common;
 use common::*;
 
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use sharedarea::{Area, Held, Status};
@@ -170,7 +169,7 @@ fn the_notify_descriptor_becomes_readable_after_another_process_updates() {
         }
     });
     let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
+        fd,
         events: libc::POLLIN,
         revents: 0,
     };
@@ -180,7 +179,110 @@ fn the_notify_descriptor_becomes_readable_after_another_process_updates() {
     child.expect_success(SECS(10), "updater");
     let mut count = 0u64;
     // SAFETY: reads 8 bytes into `count`.
-    let r = unsafe { libc::read(fd.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+    let r = unsafe { libc::read(fd, (&mut count as *mut u64).cast(), 8) };
     assert_eq!(r, 8);
     assert!(count >= 1);
+}
+
+#[test]
+fn a_guard_never_releases_a_hold_that_is_not_its_own() {
+    let _g = serial();
+    let area = Area::init("1").unwrap();
+    // an explicit unlock_all ended the guard's hold; a later hold is not the guard's
+    let g = area.read_lock().unwrap();
+    assert_eq!(area.unlock_all().unwrap(), 1);
+    let w = area.write_lock().unwrap();
+    drop(g);
+    assert_eq!(
+        area.held(),
+        Held::Write,
+        "the stale guard released a later hold"
+    );
+    assert_eq!(
+        w.unlock().map_err(|e| e.status),
+        Ok(()),
+        "the write guard lost its hold"
+    );
+    assert_eq!(area.held(), Held::None);
+    // a stale guard's explicit unlock says so and changes nothing
+    let g = area.read_lock().unwrap();
+    area.unlock().unwrap();
+    let r = area.read_lock().unwrap();
+    assert_eq!(g.unlock().unwrap_err().status, Status::LockMisuse);
+    assert_eq!(area.held(), Held::Read);
+    drop(r);
+    // nested guards may be dropped in any order
+    let outer = area.read_lock().unwrap();
+    let inner = area.read_lock().unwrap();
+    drop(outer);
+    assert_eq!(
+        area.held(),
+        Held::Read,
+        "the first drop released the whole hold"
+    );
+    drop(inner);
+    assert_eq!(area.held(), Held::None, "a level was left held");
+}
+
+#[test]
+fn timeouts_too_long_to_represent_mean_no_limit() {
+    let _g = serial();
+    let area = Area::init("1").unwrap();
+    let g = area.write_lock_for(Duration::MAX).expect("a free lock");
+    drop(g);
+    let g = area.read_lock_for(Duration::MAX).expect("a free lock");
+    drop(g);
+    let seen = area.updates();
+    area.update().unwrap();
+    area.wait_since(seen, Some(Duration::MAX))
+        .expect("already updated");
+}
+
+/// A lock taken by a thread-local destructor that runs after this thread's
+/// lock records are gone could never be released: it is refused, and the lock
+/// stays free for everyone.
+#[test]
+fn a_lock_taken_after_the_threads_records_are_gone_is_refused_and_not_held() {
+    use std::sync::atomic::{AtomicI32, Ordering};
+    static AREA_ID: AtomicI32 = AtomicI32::new(-1);
+    static OUTCOME: AtomicI32 = AtomicI32::new(0);
+    struct LockAtExit;
+    impl Drop for LockAtExit {
+        fn drop(&mut self) {
+            let a = Area::get(AREA_ID.load(Ordering::SeqCst)).unwrap();
+            let code = match a.write_lock() {
+                Ok(g) => {
+                    drop(g);
+                    1 // recorded after all: fine too, as long as it is released
+                }
+                Err(e) if e.status == Status::LockMisuse => 2,
+                Err(_) => 3,
+            };
+            OUTCOME.store(code, Ordering::SeqCst);
+        }
+    }
+    thread_local! {
+        static AT_EXIT: LockAtExit = const { LockAtExit };
+    }
+    let _g = serial();
+    let area = Area::init("1").unwrap();
+    AREA_ID.store(area.id(), Ordering::SeqCst);
+    std::thread::spawn(|| {
+        // registered first, so destroyed after the library's records
+        AT_EXIT.with(|_| {});
+        drop(
+            Area::get(AREA_ID.load(Ordering::SeqCst))
+                .unwrap()
+                .read_lock()
+                .unwrap(),
+        );
+    })
+    .join()
+    .unwrap();
+    let outcome = OUTCOME.load(Ordering::SeqCst);
+    assert!(outcome == 2, "outcome {outcome}");
+    let w = area
+        .write_lock_for(SECS(2))
+        .expect("the lock was left held by a thread that has exited");
+    assert!(!w.recovered());
 }

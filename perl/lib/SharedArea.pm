@@ -529,7 +529,7 @@ below): they cannot forget the C<unlock>.
 C<$timeout> (seconds, fractions honoured; ours, not uWSGI's) bounds the wait:
 absent or C<undef> waits as long as it takes, 0 tries once.  When it expires
 the call dies with a message that names the process holding the lock and
-for how long it has held it, e.g.
+for how long this caller waited while it held the lock, e.g.
 C<< sharedarea_wlock: area 0: timed out after 0.5 s waiting for the lock: ... >>.
 
 A signal delivered while C<rlock> or C<wlock> waits runs its C<%SIG> handler

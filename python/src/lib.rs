@@ -686,9 +686,7 @@ fn unlock_all(id: &Bound<'_, PyAny>) -> PyResult<u32> {
 fn notify_fd(id: &Bound<'_, PyAny>) -> PyResult<i32> {
     const F: &str = "notify_fd";
     let id = area_id(F, id)?;
-    sharedarea::notify_fd(area(F, id)?)
-        .map(|fd| std::os::fd::AsRawFd::as_raw_fd(&fd))
-        .map_err(|e| fail(F, e))
+    sharedarea::notify_fd(area(F, id)?).map_err(|e| fail(F, e))
 }
 
 /// remove(name, /) -> None

@@ -62,9 +62,10 @@ pub unsafe extern "C" fn sharedarea_last_error() -> *const c_char {
     super::last_error_ptr()
 }
 
-/// The detail of sharedarea_last_error() without the function's name: "area N:
-/// cause" (the same buffer and lifetime; "" before any failure). For bindings
-/// that report the failure under their own function's name.
+/// The detail of sharedarea_last_error() without the function's name ("area N:
+/// cause", or just the cause for a failure about no area, as init's; the same
+/// buffer and lifetime; "" before any failure). For bindings that report the
+/// failure under their own function's name.
 #[no_mangle]
 pub unsafe extern "C" fn sharedarea_last_error_detail() -> *const c_char {
     super::last_error_detail_ptr()

@@ -202,7 +202,7 @@ fn patience(id: i32, timeout_ms: i64) -> Result<(Patience, Option<Duration>)> {
 
 /// Takes the area's read lock (nests), waiting at most `timeout_ms` (-1: no
 /// limit, 0: one try). Returns 0, RECOVERED, E_TIMED_OUT (the last error names
-/// the holder and how long it has held the lock), or E_INTERRUPTED (a signal
+/// the holder and how long it kept this caller waiting), or E_INTERRUPTED (a signal
 /// arrived while blocked; nothing is held: call again with the time left).
 /// As with any EINTR-based wait, a signal that lands while the caller is
 /// between two of its sleeps (it wakes every 100 ms to check the holders) runs
@@ -236,7 +236,9 @@ pub unsafe extern "C" fn sharedarea_wlock_timeout(id: i32, timeout_ms: i64) -> i
 /// in slices, running its own signal handlers between them, passes the same
 /// `since_ns` to each slice, and the last slice's E_TIMED_OUT text counts the
 /// whole wait ("timed out after <deadline - since> s ... for at least <now -
-/// since> s"). Returns as sharedarea_rlock_timeout.
+/// since> s"; a `since_ns` later than either counts as 0 s). Returns as
+/// sharedarea_rlock_timeout; a negative `deadline_ns` or `since_ns` is
+/// E_INVALID_ARGUMENT.
 #[no_mangle]
 pub unsafe extern "C" fn sharedarea_rlock_until(id: i32, deadline_ns: i64, since_ns: i64) -> i32 {
     boundary("sharedarea_rlock_until", || {

@@ -38,6 +38,8 @@ pub struct Hold {
     write: bool,
     depth: u32,
     taken: Taken,
+    /// This thread's number for the hold (a guard releases only its own hold).
+    serial: u64,
 }
 
 /// The list, whose destructor runs at thread exit.
@@ -63,6 +65,7 @@ static EXPLICIT_LOCKS_USED: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     static HOLDS: Holds = const { Holds(RefCell::new(Vec::new())) };
+    static NEXT_SERIAL: std::cell::Cell<u64> = const { std::cell::Cell::new(1) };
 }
 
 /// How this thread holds the lock of the object whose control block is `ctl`.
@@ -89,41 +92,49 @@ fn held_by_this_thread(key: usize) -> Held {
         .unwrap_or(Held::None)
 }
 
-/// Records a new outermost hold.
-pub fn push_new(ctl: &Control, write: bool, taken: Taken) {
+/// Records a new outermost hold and returns its serial; None when this thread's
+/// records are already gone (a thread-local destructor running at thread exit):
+/// the caller must give back the lock it took, since nothing would release it.
+pub fn push_new(ctl: &Control, write: bool, taken: Taken) -> Option<u64> {
     let key = ctl as *const Control as usize;
     if !EXPLICIT_LOCKS_USED.load(Ordering::Relaxed) {
         EXPLICIT_LOCKS_USED.store(true, Ordering::Relaxed);
     }
-    let _ = HOLDS.try_with(|h| {
-        h.0.borrow_mut().push(Hold {
-            key,
-            ctl,
-            write,
-            depth: 1,
-            taken,
+    let serial = NEXT_SERIAL
+        .try_with(|n| {
+            let v = n.get();
+            n.set(v.wrapping_add(1));
+            v
         })
-    });
+        .ok()?;
+    HOLDS
+        .try_with(|h| {
+            h.0.borrow_mut().push(Hold {
+                key,
+                ctl,
+                write,
+                depth: 1,
+                taken,
+                serial,
+            })
+        })
+        .ok()?;
+    Some(serial)
 }
 
-/// One more nested level of an existing hold. `false` if the depth would wrap.
-pub fn deepen(ctl: &Control) -> bool {
+/// One more nested level of an existing hold; returns the hold's serial. None if
+/// the depth would wrap (or this thread's records are gone).
+pub fn deepen(ctl: &Control) -> Option<u64> {
     let key = ctl as *const Control as usize;
     HOLDS
         .try_with(|h| {
             let mut h = h.0.borrow_mut();
-            match h.iter_mut().find(|x| x.key == key) {
-                Some(x) => match x.depth.checked_add(1) {
-                    Some(d) => {
-                        x.depth = d;
-                        true
-                    }
-                    None => false,
-                },
-                None => false,
-            }
+            let x = h.iter_mut().find(|x| x.key == key)?;
+            x.depth = x.depth.checked_add(1)?;
+            Some(x.serial)
         })
-        .unwrap_or(false)
+        .ok()
+        .flatten()
 }
 
 /// What dropping one level of hold did.
@@ -137,13 +148,18 @@ pub enum Popped {
     Last(Taken),
 }
 
-/// Drops one level (or, with `all`, every level) of this thread's hold.
-pub fn pop(ctl: &Control, all: bool) -> (Popped, u32) {
+/// Drops one level (or, with `all`, every level) of this thread's hold; with
+/// `serial`, only if the hold is that one (a guard whose hold was already
+/// released by an explicit unlock leaves a later hold alone).
+pub fn pop(ctl: &Control, all: bool, serial: Option<u64>) -> (Popped, u32) {
     let key = ctl as *const Control as usize;
     HOLDS
         .try_with(|h| {
             let mut h = h.0.borrow_mut();
-            let Some(i) = h.iter().position(|x| x.key == key) else {
+            let Some(i) = h
+                .iter()
+                .position(|x| x.key == key && serial.is_none_or(|s| s == x.serial))
+            else {
                 return (Popped::NotHeld, 0);
             };
             if h[i].depth > 1 && !all {
