@@ -1,5 +1,9 @@
 //! RFC 6455 server frames, sent straight from an area.
 //!
+//! The functions take a socket's descriptor number, as libc's do: it must be a
+//! connected socket this process owns (a failure that breaks the connection
+//! shuts it down).
+//!
 //! A server frame is FIN + opcode, an unmasked length (7 bits, or 126 + 16 bits, or
 //! 127 + 64 bits, network order), then the payload. A send from an area writes the
 //! header and the area's bytes with one `sendmsg` (an iovec pair: no user-space
