@@ -420,13 +420,38 @@ more than about a frame, and it gets the latest one when it catches up.
 =head2 $ws->on_message($cb), $ws->on_end($cb)
 
 C<$cb-E<gt>($ws, $message)> for each message from the client;
-C<$cb-E<gt>($ws, $why)> once when the session ends, however it ends.
+C<$cb-E<gt>($ws, $why)> once when the session ends, however it ends. A
+callback that dies is reported (a warning, on the server's log) and the
+session goes on (C<on_message>) or ends anyway (C<on_end>).
 
 =head2 $ws->close([$code])
 
-Ends the session: a close frame (default 1000) when no frame is partly
-sent, then the socket is shut down and closed under the server. Calls the
-C<on_end> callback. Idempotent.
+Ends the session for the app (C<on_end> is called, sends die from now on)
+and starts the closing handshake (RFC 6455, 7.1.1): a close frame (default
+code 1000) goes out behind the frames already queued, whole and in order;
+then the client's messages are read and discarded until its close frame (or
+the end of its stream), and then the socket is shut down and closed under
+the server. A client that never answers is dropped after C<linger> seconds
+(the middleware's option, 2 by default), and so is one that does not read
+what was queued for it; a reset or a failing socket ends it at once.
+Idempotent.
+
+When the client closes first, its close frame is answered with its own
+code (after what was queued for it), and then the connection is closed
+(the server closes first, as RFC 6455 asks), within the same C<linger>
+bound. A session whose connection failed (a frame cut off, no pong) or whose
+client went away without a close frame is closed at once.
+
+None of this waits in the loop: watchers and a timer do it, under C<eval>,
+so a session always ends within C<linger> seconds of its close, whatever the
+client, the socket or the app's callbacks do. A server that counts its
+connections (Twiggy's graceful stop) is given the request's end once the
+connection is closed.
+
+=head2 SharedArea::WebSocket::lingering()
+
+How many event-loop connections of this process are still in their closing
+handshake (each for at most its C<linger>).
 
 =head2 $ws->fd, $ws->closed
 
@@ -1067,35 +1092,9 @@ sub _end_session {
 # stream, an error or the deadline. Payloads are skipped, never kept.
 sub _await_peer_close {
     my ($ws, $deadline) = @_;
-    my $skip = 0;
+    $ws->{skip} = 0;
     while (1) {
-        while (1) {    # consume what is buffered
-            if ($skip) {
-                my $n = $skip < length $ws->{rbuf} ? $skip : length $ws->{rbuf};
-                substr($ws->{rbuf}, 0, $n, '');
-                $skip -= $n;
-                last if $skip;
-            }
-            my $have = length $ws->{rbuf};
-            last if $have < 2;
-            my ($b0, $b1) = unpack 'CC', $ws->{rbuf};
-            return 1 if ($b0 & 0x0f) == 0x8;
-            my $len = $b1 & 0x7f;
-            my $hlen = 2 + (($b1 & 0x80) ? 4 : 0);
-            if ($len == 126) {
-                $hlen += 2;
-                last if $have < 4;
-                $len = unpack 'n', substr($ws->{rbuf}, 2, 2);
-            } elsif ($len == 127) {
-                $hlen += 8;
-                last if $have < 10;
-                my ($hi, $lo) = unpack 'NN', substr($ws->{rbuf}, 2, 8);
-                $len = $hi * 4294967296 + $lo;
-            }
-            last if $have < $hlen;
-            substr($ws->{rbuf}, 0, $hlen, '');
-            $skip = $len;
-        }
+        return 1 if _skip_to_close($ws);
         my $left = $deadline - Time::HiRes::time();
         return 0 if $left <= 0;
         my $r = SharedArea::_ws_poll($ws->{fd}, POLLIN, int($left * 1000) + 1);
@@ -1106,6 +1105,42 @@ sub _await_peer_close {
         return 0 unless $n;    # end of stream or error
     }
 }
+
+# Discards the whole frames buffered in $ws->{rbuf} (a frame whose payload is
+# still to come is skipped as it arrives: $ws->{skip} bytes) up to the peer's
+# close frame. True once a close frame's header is there.
+sub _skip_to_close {
+    my ($ws) = @_;
+    while (1) {
+        if ($ws->{skip}) {
+            my $n = $ws->{skip} < length $ws->{rbuf} ? $ws->{skip} : length $ws->{rbuf};
+            substr($ws->{rbuf}, 0, $n, '');
+            $ws->{skip} -= $n;
+            return 0 if $ws->{skip};
+        }
+        my $have = length $ws->{rbuf};
+        return 0 if $have < 2;
+        my ($b0, $b1) = unpack 'CC', $ws->{rbuf};
+        return 1 if ($b0 & 0x0f) == 0x8;
+        my $len = $b1 & 0x7f;
+        my $hlen = 2 + (($b1 & 0x80) ? 4 : 0);
+        if ($len == 126) {
+            $hlen += 2;
+            return 0 if $have < 4;
+            $len = unpack 'n', substr($ws->{rbuf}, 2, 2);
+        } elsif ($len == 127) {
+            $hlen += 8;
+            return 0 if $have < 10;
+            my ($hi, $lo) = unpack 'NN', substr($ws->{rbuf}, 2, 8);
+            $len = $hi * 4294967296 + $lo;
+        }
+        return 0 if $have < $hlen;
+        substr($ws->{rbuf}, 0, $hlen, '');
+        $ws->{skip} = $len;
+    }
+}
+
+sub lingering { return SharedArea::WebSocket::Closing::lingering() }
 
 sub _neutralize_fd {
     my ($ws) = @_;
@@ -1125,7 +1160,6 @@ package SharedArea::WebSocket::Session;
 
 use strict;
 use warnings;
-use Socket qw(MSG_DONTWAIT MSG_NOSIGNAL SHUT_RDWR);
 
 sub response {
     my ($ws) = @_;
@@ -1227,7 +1261,8 @@ sub _readable {
                 last if $_ > 1 || !SharedArea::WebSocket::_fill($ws, 'recv', 0);
                 $msg = SharedArea::WebSocket::_next_message($ws, 'recv') or last;
             }
-            $ws->{on_message}->($ws, $$msg) if $ws->{on_message};
+            # a callback that dies is reported; the messages after it still come
+            eval { $ws->{on_message}->($ws, $$msg); 1 } or warn $@ if $ws->{on_message};
             last if $ws->{ended};
             $more = $_ == 16;
         }
@@ -1238,8 +1273,13 @@ sub _readable {
         Scalar::Util::weaken(my $weak = $ws);
         AnyEvent::postpone(sub { $weak->_readable if $weak });
     }
-    $ws->_finish if !$ok && defined $ws->{closed};
-    warn $@ if !$ok && !defined $ws->{closed};    # an on_message callback died
+    if (!$ok) {
+        # the connection ended (or failed); anything else is a bug here: end it too
+        (my $err = $@) =~ s/\s+\z//;
+        $ws->{closed} = "the session failed ($err)" unless defined $ws->{closed};
+        warn "$err\n" unless $ws->{status} || $ws->{close_sent} || $ws->{close_received};
+        $ws->_finish;
+    }
     return;
 }
 
@@ -1254,32 +1294,48 @@ sub _tick {
 sub close {
     my ($ws, $code) = @_;
     return if $ws->{ended};
-    if (!$ws->{broken}) {
-        my $dropped = SharedArea::_ws_forget($ws->{fd});
-        if (!$dropped && !$ws->{close_sent}) {
-            $ws->{close_sent} = 1;
-            CORE::send($ws->{io}, SharedArea::WebSocket::_control_frame(0x8, pack('n', defined $code ? $code : 1000)), MSG_NOSIGNAL | MSG_DONTWAIT);
-        }
-        shutdown($ws->{io}, SHUT_RDWR);
-    }
+    # Our close frame goes behind what is queued (frames stay whole and in
+    # order); then the connection lingers for the client's close frame.
+    SharedArea::WebSocket::_send_close($ws, defined $code ? $code : 1000)
+        unless $ws->{broken} || $ws->{close_sent};
     $ws->{closed} = 'the WebSocket session has ended' unless defined $ws->{closed};
     $ws->_finish;
     return;
 }
 
-# The end: no more watchers, the socket closed under the server, on_end told.
+# The end of the session for the app: no more watchers, on_end told. The
+# connection itself is handed to SharedArea::WebSocket::Closing, which ends the
+# closing handshake (RFC 6455 7.1.1, 5.5.1) within `linger` seconds and then
+# closes the socket under the server.
 sub _finish {
     my ($ws) = @_;
     return if $ws->{ended}++;
     delete @$ws{qw(read_watcher write_watcher timer)};
-    SharedArea::_ws_forget($ws->{fd});
-    shutdown($ws->{io}, SHUT_RDWR) unless $ws->{broken};
+    $ws->{closed} = 'the WebSocket session has ended' unless defined $ws->{closed};
+    my $failed = $ws->{status} && $ws->{status} == SharedArea::WebSocket::_status_of('CONNECTION_FAILED');
+    my $wait = $failed                                ? ''         # nothing whole can follow
+             : $ws->{close_received}                  ? 'drain'    # our answer goes out, then we close
+             : $ws->{close_sent} && !$ws->{broken}    ? 'peer'     # we wait for the client's close frame
+             :                                          '';
+    $ws->{closing} = SharedArea::WebSocket::Closing->start($ws, $wait);
     $ws->{broken} = 1;
-    SharedArea::WebSocket::_neutralize_fd($ws);
     my $end = delete $ws->{on_end};
-    my $server_end = delete $ws->{server_end};
     eval { $end->($ws, $ws->{closed}); 1 } or warn $@ if $end;
-    $server_end->() if $server_end;
+    return;
+}
+
+# Runs $cb once the connection is closed (at once if it is): the server's own
+# end of the request (Twiggy's response), which must not write into a
+# connection that is still closing.
+sub _when_gone {
+    my ($ws, $cb) = @_;
+    if (!$ws->{ended}) {
+        $ws->{server_end} = $cb;
+    } elsif ($ws->{closing} && !$ws->{closing}{done}) {
+        $ws->{closing}{server_end} = $cb;
+    } else {
+        $cb->();
+    }
     return;
 }
 
@@ -1288,6 +1344,123 @@ sub DESTROY {
     return if ${^GLOBAL_PHASE} eq 'DESTRUCT' || !$ws->{detached} || $ws->{ended};
     local ($@, $!, $?);
     eval { $ws->close; 1 };
+    return;
+}
+
+package SharedArea::WebSocket::Closing;
+
+# The end of an event-loop session's connection, after the app's part is
+# over: the rest of what is queued goes out; when we sent the close frame,
+# frames from the client are read and discarded until its close frame (or the
+# end of its stream); then the socket is shut down and closed under the
+# server. A timer bounds all of it by the session's `linger`, so a client that
+# never answers, or never reads, cannot keep the descriptor. Every callback
+# runs under eval: whatever fails, the connection is closed.
+
+use strict;
+use warnings;
+use Errno qw(EAGAIN EINTR EWOULDBLOCK);
+use Socket qw(MSG_DONTWAIT SHUT_WR);
+
+my %LINGERING;    # fd -> the connections closing (they hold themselves here)
+
+# Starts closing $ws's connection. $wait: 'drain' (send what is queued, then
+# close), 'peer' (also wait for the client's close frame), '' (close at once).
+sub start {
+    my ($class, $ws, $wait) = @_;
+    my $c = bless {
+        io         => $ws->{io},
+        fd         => $ws->{fd},
+        rbuf       => $ws->{rbuf},
+        skip       => 0,
+        wait       => $wait,
+        server_end => delete $ws->{server_end},
+        peer_done  => 0,        # the client's close frame, or its end of stream, arrived
+        done       => 0,
+    }, $class;
+    $c->{rbuf} = '' unless defined $c->{rbuf};
+    $c->{skip} = 0;
+    $LINGERING{ $c->{fd} } = $c;
+    my $linger = $ws->{linger};
+    if (!$wait || !($linger > 0)) {
+        $c->_step(1);
+        return $c;
+    }
+    Scalar::Util::weaken(my $weak = $c);
+    $c->{timer} = AnyEvent->timer(after => $linger, cb => sub { $weak->_done if $weak });
+    $c->_step(0);
+    return $c;
+}
+
+sub lingering { return scalar keys %LINGERING }
+
+# Flushes, reads, and either closes or waits for the socket (watchers). With
+# $last, closes whatever happens (no linger).
+sub _step {
+    my ($c, $last) = @_;
+    return if $c->{done};
+    my $ok = eval {
+        my $left = SharedArea::_ws_flush_nb('flush', $c->{fd});
+        if ($c->{wait} eq 'peer' && !$c->{peer_done}) {
+            # what the session had buffered first, then one read
+            if (SharedArea::WebSocket::_skip_to_close($c)) {
+                $c->{peer_done} = 'close frame';
+            } else {
+                my $n = recv($c->{io}, my $buf, 65536, MSG_DONTWAIT);
+                if (!defined $n) {
+                    die "read: $!\n" unless $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
+                } elsif (!length $buf) {
+                    $c->{peer_done} = 'end of stream';
+                } else {
+                    $c->{rbuf} .= $buf;
+                    $c->{peer_done} = 'close frame' if SharedArea::WebSocket::_skip_to_close($c);
+                }
+            }
+        }
+        my $waiting_peer = $c->{wait} eq 'peer' && !$c->{peer_done};
+        if ($last || (!$left && !$waiting_peer)) {
+            $c->_done;
+            return 1;
+        }
+        Scalar::Util::weaken(my $weak = $c);
+        if ($left) {
+            $c->{write_watcher} ||= AnyEvent->io(fh => $c->{io}, poll => 'w', cb => sub { $weak->_step(0) if $weak });
+        } else {
+            delete $c->{write_watcher};
+        }
+        if ($waiting_peer) {
+            $c->{read_watcher} ||= AnyEvent->io(fh => $c->{io}, poll => 'r', cb => sub { $weak->_step(0) if $weak });
+        } else {
+            delete $c->{read_watcher};
+        }
+        1;
+    };
+    $c->_done unless $ok;    # the socket failed (or the client went away): close now
+    return;
+}
+
+# Closes the connection: what is still queued is dropped, the bytes the
+# client sent are read away (a socket closed with unread bytes sends a reset,
+# which could destroy our last frames in flight), our side is shut down (the
+# FIN follows our close frame), and the descriptor is closed under the server
+# (it gets /dev/null: see _neutralize_fd). Then the server's own end runs.
+sub _done {
+    my ($c) = @_;
+    return if $c->{done}++;
+    delete @$c{qw(timer read_watcher write_watcher)};
+    delete $LINGERING{ $c->{fd} } if $LINGERING{ $c->{fd} } && $LINGERING{ $c->{fd} } == $c;
+    eval {
+        SharedArea::_ws_forget($c->{fd});
+        for (1 .. 16) {
+            my $n = recv($c->{io}, my $buf, 65536, MSG_DONTWAIT);
+            last unless defined $n && length $buf;
+        }
+        shutdown($c->{io}, SHUT_WR);
+        SharedArea::WebSocket::_neutralize_fd($c);
+        1;
+    } or warn $@;
+    my $server_end = delete $c->{server_end};
+    eval { $server_end->(); 1 } or warn $@ if $server_end;
     return;
 }
 

@@ -27,7 +27,7 @@ use SharedAreaTest::Proc qw(require_blib tmpdir free_port start_server stop_serv
 
 our @EXPORT_OK = qw(
     AREA_SIZE area_spec setup_area expected start_ws_server ws_connect ws_collect ws_next_frame
-    ws_send client_frame parse_frames run_server_suite
+    ws_send client_frame parse_frames run_server_suite fd_count fd_baseline
 );
 
 use constant {
@@ -361,20 +361,25 @@ sub _http_ok {
     return;
 }
 
-sub _fd_count {
+=head2 fd_count($pid) / fd_baseline($pid)
+
+The descriptors process C<$pid> holds now (-1 when /proc does not say); the
+fewest seen over half a second, so that a connection the server is still
+closing (after the reply that told us its pid) is not counted in.
+
+=cut
+
+sub fd_count {
     my ($pid) = @_;
     opendir my $dh, "/proc/$pid/fd" or return -1;
     return scalar grep { /^\d+$/ } readdir $dh;
 }
 
-# The worker's descriptors at rest: the fewest seen over half a second, so a
-# connection the server is still closing (after the reply that told us its
-# pid) is not counted in.
-sub _fd_baseline {
+sub fd_baseline {
     my ($pid) = @_;
     my $min;
     for (1 .. 10) {
-        my $n = _fd_count($pid);
+        my $n = fd_count($pid);
         $min = $n if !defined $min || $n < $min;
         sleep 0.05;
     }
@@ -415,7 +420,7 @@ sub run_server_suite {
     my ($st, $info) = http_get($port, '/info');
     like($info, qr/servers=\Q$module{$kind}\E$/, "$kind: the app runs under $module{$kind}");
     my ($pid) = $info =~ /pid=(\d+)/;
-    my $fds_before = _fd_baseline($pid);
+    my $fds_before = fd_baseline($pid);
 
     _suite_send($kind, $port, $pid);
     _suite_range($kind, $port, $pid);
@@ -429,7 +434,7 @@ sub run_server_suite {
     http_get($port, '/http');
     my $fds_after;
     for (1 .. 40) {    # a server may close its last connection a moment after the reply
-        $fds_after = _fd_count($pid);
+        $fds_after = fd_count($pid);
         last if $fds_after <= $fds_before;
         sleep 0.05;
     }

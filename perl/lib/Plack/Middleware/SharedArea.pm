@@ -84,7 +84,8 @@ hands the server a response that writes nothing while the session lasts
 (Feersum: one never answered; Twiggy and other event loops: one answered
 with the empty C<101>, into the closed socket, when the session ends, so a
 graceful stop still counts it), and the session ends itself when the client
-leaves or the connection fails, or when the app calls C<close>. An app that
+leaves or the connection fails, or when the app calls C<close>, with the
+closing handshake bounded by C<linger>. An app that
 dies after C<accept> has the session closed with 1011 and the error reported
 on C<psgi.errors>.
 
@@ -120,7 +121,12 @@ length (close 1009) before any of it is buffered. Default 16 MiB.
 
 Seconds to wait, at the end of a session, for the client to close its side
 after our close frame (so that nothing it sends turns into a reset that
-could destroy our last frames). Default 2. 0 closes at once.
+could destroy our last frames). Default 2. 0 closes at once. For the
+event-loop sessions of C<SharedArea::WebSocket-E<gt>accept> it bounds the
+whole closing handshake, done by watchers without blocking the loop: the
+wait for the client's close frame after ours, or, when the client closed
+first, for our queued frames and the answer to its close to leave (see
+L<SharedArea::WebSocket/"$ws-E<gt>close([$code])">).
 
 =item ping_interval, pong_timeout
 
@@ -304,11 +310,8 @@ sub _detached_response {
     return sub { return } if $server eq 'feersum';
     return sub {
         my ($respond) = @_;
-        if ($ws->{ended}) {
-            $respond->([ 101, [], [] ]);
-        } else {
-            $ws->{server_end} = sub { $respond->([ 101, [], [] ]) };
-        }
+        # once the connection is closed (after the closing handshake's linger)
+        $ws->_when_gone(sub { $respond->([ 101, [], [] ]) });
         return;
     };
 }
