@@ -16,15 +16,25 @@ require_blib();
 require SharedArea;
 require SharedArea::Notify;
 $SIG{ALRM} = sub { die "test exceeded its time limit\n" };
-alarm 60;
+alarm 120;
 
-# Writes 1..$n into the area's first 8 bytes from another process, $gap s apart.
+# Writes 1..$n into the area's first 8 bytes from another process, $gap s
+# apart; with $ack (another area: a write there is no update of $id), each
+# write after the first waits (at most 10 s) until the reader has acknowledged
+# the one before by writing its value into $ack's first 8 bytes.
 sub writer {
-    my ($id, $n, $gap) = @_;
+    my ($id, $n, $gap, $ack) = @_;
     my $pid = fork // die "fork: $!";
     return $pid if $pid;
     sleep 0.2;
-    for my $i (1 .. $n) { sleep $gap; uwsgi::sharedarea_write64($id, 0, $i) }
+    for my $i (1 .. $n) {
+        if (defined $ack && $i > 1) {
+            my $deadline = time + 10;
+            sleep 0.005 while uwsgi::sharedarea_read64($ack, 0) != $i - 1 && time < $deadline;
+        }
+        sleep $gap;
+        uwsgi::sharedarea_write64($id, 0, $i);
+    }
     POSIX::_exit(0);
 }
 
@@ -50,23 +60,29 @@ sub writer {
 SKIP: {
     skip 'AnyEvent is not installed', 6 unless eval { require AnyEvent; 1 };
     my $id = SharedArea::init('size=4096');
-    my (@seen, @other);
+    my $ack = SharedArea::init('size=4096');
+    my (@seen, @other, @ticks_at);
     my $cv = AnyEvent->condvar;
+    my $ticks = 0;
     my $guard = SharedArea::Notify->anyevent($id, sub {
         my ($got) = @_;
         push @seen, uwsgi::sharedarea_read64($got, 0);
+        push @ticks_at, $ticks;
+        uwsgi::sharedarea_write64($ack, 0, $seen[-1]);    # the writer's next update waits for this
         $cv->send if $seen[-1] == 5;
     });
     my $other = SharedArea::Notify->anyevent($id, sub { push @other, 1 });
-    my $ticks = 0;
     my $tick = AnyEvent->timer(after => 0.01, interval => 0.01, cb => sub { $ticks++ });
-    my $pid = writer($id, 5, 0.1);
-    my $t = AnyEvent->timer(after => 10, cb => sub { $cv->send });
+    my $pid = writer($id, 5, 0.1, $ack);
+    my $t = AnyEvent->timer(after => 30, cb => sub { $cv->send });
     $cv->recv;
     waitpid $pid, 0;
     is($seen[-1], 5, 'AnyEvent: called back after another process\'s updates, and read the last one');
-    cmp_ok(scalar @seen, '>=', 3, '... once per update when the loop keeps up (' . scalar(@seen) . ' calls)');
-    cmp_ok($ticks, '>=', 20, '... while the loop went on running its timers');
+    my %uniq;
+    is_deeply([ grep { !$uniq{$_}++ } @seen ], [ 1 .. 5 ],
+        '... for each update when the loop keeps up (each waited for the call before it): ' . "@seen");
+    cmp_ok($ticks_at[-1] - $ticks_at[0], '>', 0,
+        "... while the loop went on running its timers between the calls ($ticks_at[0] -> $ticks_at[-1] ticks)");
     ok(scalar @other, 'every callback registered for the area is called');
 
     # a busy loop: five updates while it does not run make one call

@@ -143,7 +143,6 @@ diag sprintf 'browser received %d frames in %.2f s: %.1f frames per second (prod
 cmp_ok($b->{frames}, '>', $a->{frames}, 'frames keep arriving');
 cmp_ok($b->{last},   '>', $a->{last},   'the frame number (from the producer) increases');
 isnt($b->{sum}, $a->{sum}, 'the picture on the canvas changes between two samples');
-cmp_ok($fps, '>=', 10, 'at least 10 frames per second reach the browser');
 is($b->{bad}, 0, 'every binary message was a well-formed frame');
 is("$b->{width}x$b->{height}", '640x480', 'the picture is 640x480');
 like($b->{dom}{frames}, qr/^[1-9]\d*$/, 'the page shows the frames received');

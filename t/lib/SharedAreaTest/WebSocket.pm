@@ -3,8 +3,9 @@ package SharedAreaTest::WebSocket;
 # The WebSocket suite run against each PSGI server by t/80-websocket-<server>.t:
 # a raw-socket client that checks every byte it gets after the 101 (frames
 # only: no stray HTTP response), real clients (Mojo::UserAgent,
-# AnyEvent::WebSocket::Client) in their own processes, a producer process that
-# must keep its speed while the server is stuck sending to a stalled client,
+# AnyEvent::WebSocket::Client) in their own processes, a producer process whose
+# locked writes complete while the server is stopped inside a send to a
+# stalled client (the server holds no lock across a socket wait),
 # and after every session a plain HTTP request that the same worker must serve.
 
 use strict;
@@ -810,33 +811,50 @@ PERL
     return;
 }
 
+# A producer: N writes of 4 KiB, each under the area's write lock taken with
+# a bound (20 s: a lock that some process keeps fails, naming its holder);
+# prints the count done and the longest single write (seconds).
 my $PRODUCER = <<'PERL';
 use strict; use warnings;
 use Time::HiRes qw(time);
 use SharedArea;
-SharedArea::init($ARGV[0]);
+my ($spec, $n) = @ARGV;
+SharedArea::init($spec);
 my $chunk = 'p' x 4096;
 my $base = 5 * 1024 * 1024;
-my ($n, $t0) = (0, time);
-while (time - $t0 < 1) {
-    for (1 .. 16) { uwsgi::sharedarea_write(0, $base + ($n++ % 256) * 4096, $chunk) }
+my ($done, $worst) = (0, 0);
+for my $i (1 .. $n) {
+    my $t = time;
+    uwsgi::sharedarea_wlock(0, 20);
+    uwsgi::sharedarea_write(0, $base + ($i % 256) * 4096, $chunk);
+    uwsgi::sharedarea_unlock(0);
+    uwsgi::sharedarea_update(0);
+    my $took = time - $t;
+    $worst = $took if $took > $worst;
+    $done++;
 }
-print "$n\n";
+printf "%d %.6f\n", $done, $worst;
 PERL
 
-sub _producer_rate {
-    my ($spec) = @_;
-    my ($st, $out, $err) = run_perl(20, $PRODUCER, $spec);
-    diag("producer: $err") if $err;
-    return $out =~ /^(\d+)$/m ? $1 : 0;
+# The state letter of process $pid (R, S, T for stopped...), from /proc.
+sub _proc_state {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/stat" or return '';
+    my $stat = <$fh> // '';
+    return $stat =~ /\)\s+(\S)/ ? $1 : '';
 }
 
+# A producer's writes never wait on a client's socket: while the server is
+# stuck sending a frame from the area to a client that reads nothing, it
+# holds no lock on the area. The proof does not time anything: the server is
+# stopped (SIGSTOP) in the middle of that send, and then the area's write
+# lock is taken at the first try and a producer process completes its
+# locked writes. A server that held the lock across the blocked send would
+# fail both however fast the machine is (the producer's bounded lock wait
+# then fails naming the server as the holder). How fast the producer is
+# meanwhile is a benchmark's business; its slowest write is only reported.
 sub _suite_stall {
     my ($kind, $port, $pid) = @_;
-    # Rates are CPU-bound and other tests may run beside this one: take
-    # several samples, compare the best while stuck with the idle median.
-    my @idle = map { _producer_rate($AREA0_SPEC) } 1 .. 2;
-
     my ($c, $spid) = _echo_session($port, '/stall');
     is($spid, $pid, "$kind /stall: served by the worker");
     # the client never reads: wait until the server is stuck inside a send
@@ -848,14 +866,31 @@ sub _suite_stall {
         sleep 0.05;
     }
     ok(time - $since > 0.7, "$kind /stall: the server is stuck sending to the stalled client ($last frames went out)");
-    my $t0 = time;
-    uwsgi::sharedarea_wlock(0);
-    uwsgi::sharedarea_unlock(0);
-    ok(time - $t0 < 0.5, "$kind /stall: the write lock is free while the server is stuck");
-    my @during = map { _producer_rate($AREA0_SPEC) } 1 .. 3;
+
+    kill 'STOP', $pid;
+    my $stopped = 0;
+    for (1 .. 100) {
+        last if $stopped = _proc_state($pid) eq 'T';
+        sleep 0.05;
+    }
+    my ($locked, $lock_err, $st, $out, $err);
+    if ($stopped) {
+        $locked = eval { uwsgi::sharedarea_wlock(0, 0); uwsgi::sharedarea_unlock(0); 1 };
+        $lock_err = $@;
+        ($st, $out, $err) = run_perl(120, $PRODUCER, $AREA0_SPEC, 2000);
+    }
+    kill 'CONT', $pid;
+    ok($stopped, "$kind /stall: the server is stopped (SIGSTOP) inside its send");
+    ok($locked, "$kind /stall: the area's write lock is free at the first try while the server is stopped in the send")
+        or diag($lock_err);
+    my ($done, $worst) = ($out // '') =~ /^(\d+) (\S+)$/m;
+    is($done, 2000, "$kind /stall: a producer completes 2000 locked writes while the server is stopped in the send")
+        or diag("producer: status " . ($st // '?') . ", stderr: " . ($err // ''));
+    diag(sprintf '%s /stall: the slowest of those writes took %.1f ms', $kind, 1000 * $worst) if defined $worst;
     is(uwsgi::sharedarea_read64(0, STALL_COUNTER), $last, "$kind /stall: the server was stuck all along");
+
     close $c->{sock};
-    my ($st, $body);
+    my $body;
     my $end = time + 15;
     while (time < $end) {
         ($st, $body) = eval { http_get($port, '/http', timeout => 1) };
@@ -863,12 +898,6 @@ sub _suite_stall {
     }
     is($st, 200, "$kind /stall: the stalled client left; the worker serves again");
     is($body, "ok $pid", "$kind /stall: the same worker");
-    push @idle, _producer_rate($AREA0_SPEC);
-    my $baseline = (sort { $a <=> $b } @idle)[1];
-    my $best = (sort { $b <=> $a } @during)[0];
-    ok($baseline > 1000, "$kind stall: idle producer: @idle writes of 4 KiB in 1 s (median $baseline)");
-    ok($best >= 0.5 * $baseline,
-        "$kind /stall: the producer keeps its speed while the server is stuck: best $best (of @during) vs $baseline idle");
     return;
 }
 
