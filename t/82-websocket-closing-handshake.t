@@ -249,7 +249,7 @@ for my $kind (qw(twiggy feersum)) {
         # Twiggy waits for every connection's response on a graceful stop:
         # each was given once its connection was closed
         kill 'QUIT', $srv->{pid};
-        ok(defined SharedAreaTest::Proc::wait_child($srv->{pid}, 10), "$kind: a graceful stop (SIGQUIT) completes");
+        ok(defined SharedAreaTest::Proc::wait_child($srv->{pid}, 30), "$kind: a graceful stop (SIGQUIT) completes");
     }
     stop_server($srv);
     my $log = SharedAreaTest::Proc::slurp($srv->{log}) // '';
