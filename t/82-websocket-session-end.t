@@ -337,7 +337,7 @@ for my $case (
     is(read_all($c, 0.2), '', '... writing nothing (no 101)');
 }
 SKIP: {
-    skip 'AnyEvent is not installed', 7 unless eval { require AnyEvent; 1 };
+    skip 'AnyEvent is not installed', 13 unless eval { require AnyEvent; 1 };
     my ($c, $s) = pair();
     my ($env) = request_env($s);
     $env->{'psgi.nonblocking'} = 1;
@@ -380,6 +380,12 @@ SKIP: {
     my ($frames) = frames_after_101($buf);
     is_deeply([ map { [ $_->{op}, length $_->{payload} ] } @$frames ], [ [ 2, length $big ], [ 1, 5 ], [ 10, 13 ] ],
         'the queued frames (the pong last) arrive whole and in order as the socket drains');
+    # a close code an endpoint may not send: a clear error, nothing changes
+    for my $bad (1005, 999, 5000, '1000abc', 1006) {
+        like(err_of(sub { $ws->close($bad) }), qr/^close: '\Q$bad\E' is not a close code an endpoint may send/,
+            "close($bad) dies naming the code");
+    }
+    ok(!defined $ws->closed, '... and the session goes on');
     # a message from the client, then it leaves
     syswrite $c, client_frame(1, 'hello');
     close $c;

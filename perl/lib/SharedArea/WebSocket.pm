@@ -428,7 +428,8 @@ session goes on (C<on_message>) or ends anyway (C<on_end>).
 
 Ends the session for the app (C<on_end> is called, sends die from now on)
 and starts the closing handshake (RFC 6455, 7.1.1): a close frame (default
-code 1000) goes out behind the frames already queued, whole and in order;
+code 1000; a code an endpoint may not send, such as 1005 or 999, dies and
+changes nothing) goes out behind the frames already queued, whole and in order;
 then the client's messages are read and discarded until its close frame (or
 the end of its stream), and then the socket is shut down and closed under
 the server. A client that never answers is dropped after C<linger> seconds
@@ -1293,6 +1294,10 @@ sub _tick {
 
 sub close {
     my ($ws, $code) = @_;
+    Carp::croak('close: usage: $ws->close([$code])') if @_ > 2;
+    Carp::croak("close: '" . SharedArea::WebSocket::_printable("$code") . "' is not a close code an"
+        . ' endpoint may send (1000-1003, 1007-1014, 3000-4999)')
+        if defined $code && !($code =~ /\A[0-9]{4}\z/ && SharedArea::WebSocket::_valid_close_code($code));
     return if $ws->{ended};
     # Our close frame goes behind what is queued (frames stay whole and in
     # order); then the connection lingers for the client's close frame.
