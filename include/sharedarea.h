@@ -4,10 +4,13 @@
  * as C++. Build and link:  cc prog.c $(pkg-config --cflags --libs sharedarea)
  * (or the static library: pkg-config --static). Linux only.
  *
- * Threads: every function may be called from any thread at any time. An area's
- * lock is shared by all threads and processes that have the area; a lock taken
- * with sharedarea_rlock/sharedarea_wlock belongs to the thread that took it and
- * is released by that thread (sharedarea_unlock), or when that thread exits.
+ * Threads: every function may be called from any thread at any time, also while
+ * the thread or process is ending (thread-local and pthread-key destructors,
+ * atexit handlers), but not from a signal handler (none is async-signal-safe).
+ * An area's lock is shared by all threads and processes that have the area; a
+ * lock taken with sharedarea_rlock/sharedarea_wlock belongs to the thread that
+ * took it and is released by that thread (sharedarea_unlock), or when that
+ * thread exits (its locks are given back, and the next taker gets RECOVERED).
  * sharedarea_last_error() is per thread; how long its text lasts is said at
  * that function.
  *

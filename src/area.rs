@@ -755,14 +755,7 @@ impl Area {
                     lock::lock_shared(lk, me, p)
                 };
                 let a = got.map_err(|b| self.blocked(b, timeout))?;
-                let Some(serial) = holds::push_new(ctl, write, a.taken) else {
-                    // Nothing would ever release a hold this thread cannot record.
-                    let _ = lock::release(ctl, a.taken);
-                    return Err(self.err(
-                        Status::LockMisuse,
-                        "this thread is exiting (its lock records are gone): a lock taken now could never be released",
-                    ));
-                };
+                let serial = holds::push_new(ctl, write, a.taken);
                 let abandoned = ctl.stats.abandoned.load(Ordering::Relaxed) != 0
                     && ctl.stats.abandoned.swap(0, Ordering::AcqRel) != 0;
                 Ok((a.recovered | claim_recovered | abandoned, serial))

@@ -714,9 +714,12 @@ pub fn send_from_area_nb(fd: i32, opcode: u8, area: &Area, pos: u64, len: u64) -
                 v.extend_from_slice(&hdr[sent..h]);
             }
             let from = sent.saturating_sub(h);
+            let at = v.len();
+            v.resize(at + (l - from), 0);
             // SAFETY: `p` points at `l` bytes of the area, valid while the lock
-            // is held (inside this closure); `from <= l`.
-            v.extend_from_slice(&unsafe { copy_out(p.add(from), l - from) });
+            // is held (inside this closure), and `from <= l`; `v` has room for
+            // `l - from` bytes from `at` (resized just now) and is ours.
+            unsafe { crate::seqcopy::load(p.add(from), v.as_mut_ptr().add(at), l - from) };
         }
         Ok(v)
     })??;

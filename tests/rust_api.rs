@@ -238,23 +238,29 @@ fn timeouts_too_long_to_represent_mean_no_limit() {
         .expect("already updated");
 }
 
-/// A lock taken by a thread-local destructor that runs after this thread's
-/// lock records are gone could never be released: it is refused, and the lock
-/// stays free for everyone.
+/// Locks taken while a thread is being torn down (a thread-local destructor
+/// that runs after the library's own, a C `atexit` handler) work like any other:
+/// released by their guard, or, when still held as the thread ends, given back
+/// by the thread's exit destructor, the next taker being told.
 #[test]
-fn a_lock_taken_after_the_threads_records_are_gone_is_refused_and_not_held() {
+fn locks_taken_while_a_thread_or_process_is_ending_are_recorded_and_released() {
     use std::sync::atomic::{AtomicI32, Ordering};
     static AREA_ID: AtomicI32 = AtomicI32::new(-1);
     static OUTCOME: AtomicI32 = AtomicI32::new(0);
+    static KEEP: AtomicI32 = AtomicI32::new(0);
     struct LockAtExit;
     impl Drop for LockAtExit {
         fn drop(&mut self) {
             let a = Area::get(AREA_ID.load(Ordering::SeqCst)).unwrap();
             let code = match a.write_lock() {
-                Ok(g) => {
-                    drop(g);
-                    1 // recorded after all: fine too, as long as it is released
+                Ok(g) if KEEP.load(Ordering::SeqCst) == 1 => {
+                    std::mem::forget(g); // still held when the thread ends
+                    1
                 }
+                Ok(g) => match g.unlock() {
+                    Ok(()) => 1,
+                    Err(_) => 4,
+                },
                 Err(e) if e.status == Status::LockMisuse => 2,
                 Err(_) => 3,
             };
@@ -267,22 +273,48 @@ fn a_lock_taken_after_the_threads_records_are_gone_is_refused_and_not_held() {
     let _g = serial();
     let area = Area::init("1").unwrap();
     AREA_ID.store(area.id(), Ordering::SeqCst);
-    std::thread::spawn(|| {
-        // registered first, so destroyed after the library's records
-        AT_EXIT.with(|_| {});
-        drop(
-            Area::get(AREA_ID.load(Ordering::SeqCst))
-                .unwrap()
-                .read_lock()
-                .unwrap(),
-        );
-    })
-    .join()
-    .unwrap();
-    let outcome = OUTCOME.load(Ordering::SeqCst);
-    assert!(outcome == 2, "outcome {outcome}");
-    let w = area
-        .write_lock_for(SECS(2))
-        .expect("the lock was left held by a thread that has exited");
-    assert!(!w.recovered());
+    for keep in [0, 1] {
+        KEEP.store(keep, Ordering::SeqCst);
+        OUTCOME.store(0, Ordering::SeqCst);
+        std::thread::spawn(|| {
+            // registered first, so destroyed after the library's own thread-locals
+            AT_EXIT.with(|_| {});
+            drop(
+                Area::get(AREA_ID.load(Ordering::SeqCst))
+                    .unwrap()
+                    .read_lock()
+                    .unwrap(),
+            );
+        })
+        .join()
+        .unwrap();
+        assert_eq!(OUTCOME.load(Ordering::SeqCst), 1, "keep={keep}");
+        let w = area
+            .write_lock_for(SECS(2))
+            .expect("the lock was left held by a thread that has exited");
+        assert_eq!(w.recovered(), keep == 1, "keep={keep}: recovery flag");
+    }
+
+    // A C atexit handler in a process that used the lock.
+    extern "C" fn lock_in_atexit() {
+        let id = AREA_ID.load(Ordering::SeqCst);
+        // SAFETY: plain C ABI calls on an area of this process.
+        let st = unsafe { sa::sharedarea_wlock(id) };
+        let un = unsafe { sa::sharedarea_unlock(id) };
+        if st != 0 || un != 0 {
+            raw_eprint(&format!("atexit: wlock {st}, unlock {un}\n"));
+            // SAFETY: ends the process with a code the parent checks.
+            unsafe { libc::_exit(7) };
+        }
+    }
+    let mut child = fork_child(|| {
+        let a = Area::get(AREA_ID.load(Ordering::SeqCst)).unwrap();
+        drop(a.write_lock().unwrap());
+        // SAFETY: registers a plain extern "C" fn; exit() then runs it.
+        unsafe {
+            libc::atexit(lock_in_atexit);
+            libc::exit(0)
+        }
+    });
+    child.expect_success(SECS(10), "atexit locker");
 }

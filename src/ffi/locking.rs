@@ -1,6 +1,6 @@
 //! The lock, waiting for updates, counting updates.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{boundary, note, try_mut};
@@ -296,9 +296,47 @@ fn patience_until(
 /// One reading of both clocks, taken once: `Instant` is CLOCK_MONOTONIC here, so
 /// a CLOCK_MONOTONIC time in nanoseconds maps to an `Instant` by arithmetic, and
 /// a timed lock reads no clock to learn its deadline.
+///
+/// The `Instant` is read between two CLOCK_MONOTONIC readings that lie close
+/// together (a preemption between them would otherwise shift every deadline of
+/// the process); failing that, the earlier reading, which can only make
+/// deadlines late, never early. Kept without a lock (a leaked pair published by
+/// compare-exchange): a fork while another thread sets it up leaves nothing half
+/// done in the child.
 fn clock_base() -> (Instant, i64) {
-    static BASE: OnceLock<(Instant, i64)> = OnceLock::new();
-    *BASE.get_or_init(|| (Instant::now(), monotonic_ns()))
+    static BASE: AtomicPtr<(Instant, i64)> = AtomicPtr::new(std::ptr::null_mut());
+    let p = BASE.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: a non-null BASE points at a leaked, never-freed, never-written pair.
+        return unsafe { *p };
+    }
+    let mut pair = (Instant::now(), monotonic_ns());
+    for _ in 0..16 {
+        let before = monotonic_ns();
+        let at = Instant::now();
+        let after = monotonic_ns();
+        pair = (at, before);
+        if after - before < 2_000 {
+            pair = (at, before + (after - before) / 2);
+            break;
+        }
+    }
+    let fresh = Box::into_raw(Box::new(pair));
+    match BASE.compare_exchange(
+        std::ptr::null_mut(),
+        fresh,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => pair,
+        Err(won) => {
+            // SAFETY: `fresh` was never published; `won` is a published pair (above).
+            unsafe {
+                drop(Box::from_raw(fresh));
+                *won
+            }
+        }
+    }
 }
 
 /// The `Instant` of CLOCK_MONOTONIC time `ns`; None when not representable.
