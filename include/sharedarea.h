@@ -11,6 +11,11 @@
  * lock taken with sharedarea_rlock/sharedarea_wlock belongs to the thread that
  * took it and is released by that thread (sharedarea_unlock), or when that
  * thread exits (its locks are given back, and the next taker gets RECOVERED).
+ * Code that runs while a thread ends releases the locks it takes before it
+ * returns: a lock still held then is given back by the library's own
+ * pthread-key destructor, which may run before other keys' destructors, and a
+ * lock first taken in glibc's last round of key destructors is never given
+ * back (the main thread's locks at exit() end with the process).
  * sharedarea_last_error() is per thread; how long its text lasts is said at
  * that function.
  *

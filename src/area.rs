@@ -755,7 +755,15 @@ impl Area {
                     lock::lock_shared(lk, me, p)
                 };
                 let a = got.map_err(|b| self.blocked(b, timeout))?;
-                let serial = holds::push_new(ctl, write, a.taken);
+                let Some(serial) = holds::push_new(ctl, write, a.taken) else {
+                    // Nothing would release a hold whose thread-exit release
+                    // cannot be armed: give the lock back at once.
+                    let _ = lock::release(ctl, a.taken);
+                    return Err(self.err(
+                        Status::Limit,
+                        "this thread's hold cannot be recorded (pthread_setspecific failed: out of memory)",
+                    ));
+                };
                 let abandoned = ctl.stats.abandoned.load(Ordering::Relaxed) != 0
                     && ctl.stats.abandoned.swap(0, Ordering::AcqRel) != 0;
                 Ok((a.recovered | claim_recovered | abandoned, serial))

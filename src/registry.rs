@@ -81,6 +81,14 @@ pub fn add(make: impl FnOnce() -> Result<Made>) -> Result<i32> {
         // touches atomics and this thread's thread-locals.
         unsafe { libc::pthread_atfork(None, None, Some(in_forked_child)) };
     });
+    // The key of the lock's thread-exit release, made before any area exists
+    // (so no lock can be taken without it).
+    if holds::exit_key().is_none() {
+        return Err(Error::new(
+            Status::Limit,
+            "no pthread key is left for the lock's release at thread exit (PTHREAD_KEYS_MAX)",
+        ));
+    }
     let _guard = CREATE.lock();
     let id = count();
     if id >= MAX_AREAS {

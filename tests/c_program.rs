@@ -169,6 +169,32 @@ fn c_program_against_the_shared_library() {
     run_bounded(cmd, "abi_test (libsharedarea.so)", Duration::from_secs(150));
 }
 
+/// A program that dlopens the library, has a thread lock and unlock, dlcloses
+/// it while the thread runs and then lets the thread end: the library is never
+/// unloaded (`-z nodelete`), so the thread-exit release of its hold records is
+/// still there (without the flag the exiting thread jumps into unmapped code).
+#[test]
+fn threads_that_locked_exit_cleanly_after_the_library_is_dlclosed() {
+    if !have("cc") {
+        eprintln!("SKIP threads_that_locked_exit_cleanly_after_the_library_is_dlclosed: no C compiler (cc)");
+        return;
+    }
+    let so = library("libsharedarea.so");
+    let exe = out_dir().join("dlclose_test");
+    run(
+        Command::new("cc")
+            .args(["-std=c99", "-O1", "-Wall", "-Werror", "-D_GNU_SOURCE"])
+            .arg(root().join("tests/c/dlclose_test.c"))
+            .arg("-o")
+            .arg(&exe)
+            .args(["-ldl", "-pthread"]),
+        "compiling tests/c/dlclose_test.c",
+    );
+    let mut cmd = Command::new(&exe);
+    cmd.arg(&so);
+    run_bounded(cmd, "dlclose_test", Duration::from_secs(60));
+}
+
 #[test]
 fn c_program_against_the_static_library() {
     if !have("cc") {

@@ -297,10 +297,10 @@ fn patience_until(
 /// a CLOCK_MONOTONIC time in nanoseconds maps to an `Instant` by arithmetic, and
 /// a timed lock reads no clock to learn its deadline.
 ///
-/// The `Instant` is read between two CLOCK_MONOTONIC readings that lie close
-/// together (a preemption between them would otherwise shift every deadline of
-/// the process); failing that, the earlier reading, which can only make
-/// deadlines late, never early. Kept without a lock (a leaked pair published by
+/// The `Instant` is paired with the CLOCK_MONOTONIC reading taken just before
+/// it, from the try whose next reading came soonest (a preemption between the
+/// readings would otherwise shift every deadline of the process): deadlines can
+/// only be late, by that gap (under 2 us normally), never early. Kept without a lock (a leaked pair published by
 /// compare-exchange): a fork while another thread sets it up leaves nothing half
 /// done in the child.
 fn clock_base() -> (Instant, i64) {
@@ -310,17 +310,25 @@ fn clock_base() -> (Instant, i64) {
         // SAFETY: a non-null BASE points at a leaked, never-freed, never-written pair.
         return unsafe { *p };
     }
-    let mut pair = (Instant::now(), monotonic_ns());
-    for _ in 0..16 {
+    // The Instant paired with the CLOCK_MONOTONIC reading taken just before it:
+    // late by the gap between the two, never early; the closest pair of a few
+    // tries (a preemption inside one only makes that try's gap long).
+    let reading = || {
         let before = monotonic_ns();
         let at = Instant::now();
-        let after = monotonic_ns();
-        pair = (at, before);
-        if after - before < 2_000 {
-            pair = (at, before + (after - before) / 2);
+        (at, before, monotonic_ns() - before)
+    };
+    let (mut at, mut before, mut gap) = reading();
+    for _ in 1..16 {
+        if gap < 2_000 {
             break;
         }
+        let (a, b, g) = reading();
+        if g < gap {
+            (at, before, gap) = (a, b, g);
+        }
     }
+    let pair = (at, before);
     let fresh = Box::into_raw(Box::new(pair));
     match BASE.compare_exchange(
         std::ptr::null_mut(),

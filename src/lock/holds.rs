@@ -67,7 +67,10 @@ struct List {
 /// made yet; the key's value + 1 otherwise).
 static EXIT_KEY: AtomicUsize = AtomicUsize::new(0);
 
-fn exit_key() -> Option<libc::pthread_key_t> {
+/// Makes the exit destructor's key (once per process; the registry calls this
+/// before it makes the first area, so a failure is an error there, not a lock
+/// silently left without its release at thread exit).
+pub fn exit_key() -> Option<libc::pthread_key_t> {
     let k = EXIT_KEY.load(Ordering::Acquire);
     if k != 0 {
         return Some((k - 1) as libc::pthread_key_t);
@@ -87,13 +90,14 @@ fn exit_key() -> Option<libc::pthread_key_t> {
     }
 }
 
-/// Runs `f` on this thread's list, making it on first use.
+/// Runs `f` on this thread's list, making it on first use; None when it cannot
+/// be made with its exit destructor armed (no key, or pthread_setspecific failed).
 #[inline(always)]
-fn with_list<R>(f: impl FnOnce(&mut List) -> R) -> R {
+fn with_list<R>(f: impl FnOnce(&mut List) -> R) -> Option<R> {
     HOLDS.with(|cell| {
         let mut p = cell.get();
         if p.is_null() {
-            p = new_list();
+            p = new_list()?;
             cell.set(p);
         }
         // SAFETY: `p` is this thread's own list: leaked by `new_list`, reached
@@ -101,6 +105,20 @@ fn with_list<R>(f: impl FnOnce(&mut List) -> R) -> R {
         // destructor after unhooking it. No function of this module calls
         // another inside `f`, and none is called from a signal handler (the
         // library is not async-signal-safe), so this is the only reference.
+        Some(f(unsafe { &mut *p }))
+    })
+}
+
+/// Runs `f` on this thread's list if it has one (else `none`): the read-only and
+/// release paths never make a list (nor arm the exit destructor).
+#[inline(always)]
+fn with_existing<R>(none: R, f: impl FnOnce(&mut List) -> R) -> R {
+    HOLDS.with(|cell| {
+        let p = cell.get();
+        if p.is_null() {
+            return none;
+        }
+        // SAFETY: as in `with_list`.
         f(unsafe { &mut *p })
     })
 }
@@ -108,16 +126,19 @@ fn with_list<R>(f: impl FnOnce(&mut List) -> R) -> R {
 /// A new list for this thread, with the exit destructor armed (glibc calls it
 /// at thread exit, and once more if a destructor made a new list after it ran).
 #[cold]
-fn new_list() -> *mut List {
+fn new_list() -> Option<*mut List> {
+    let key = exit_key()?;
     let p = Box::into_raw(Box::new(List {
         holds: Vec::new(),
         next_serial: 1,
     }));
-    if let Some(key) = exit_key() {
-        // SAFETY: sets this thread's value of our own key to its own list.
-        unsafe { libc::pthread_setspecific(key, p.cast()) };
+    // SAFETY: sets this thread's value of our own key to its own list.
+    if unsafe { libc::pthread_setspecific(key, p.cast()) } != 0 {
+        // SAFETY: `p` was made above and published nowhere.
+        drop(unsafe { Box::from_raw(p) });
+        return None;
     }
-    p
+    Some(p)
 }
 
 /// The pthread-key destructor: gives back every lock the exiting thread still
@@ -159,7 +180,7 @@ pub fn held(ctl: &Control) -> Held {
 
 #[inline(never)]
 fn held_by_this_thread(key: usize) -> Held {
-    with_list(|h| {
+    with_existing(Held::None, |h| {
         h.holds
             .iter()
             .find(|x| x.key == key)
@@ -176,9 +197,11 @@ fn held_by_this_thread(key: usize) -> Held {
     })
 }
 
-/// Records a new outermost hold and returns its serial.
+/// Records a new outermost hold and returns its serial; None when this thread
+/// cannot have a list whose release at thread exit is armed (the caller gives
+/// back the lock it took: nothing would release it if the thread ended).
 #[inline(never)]
-pub fn push_new(ctl: &Control, write: bool, taken: Taken) -> u64 {
+pub fn push_new(ctl: &Control, write: bool, taken: Taken) -> Option<u64> {
     let key = ctl as *const Control as usize;
     if !EXPLICIT_LOCKS_USED.load(Ordering::Relaxed) {
         EXPLICIT_LOCKS_USED.store(true, Ordering::Relaxed);
@@ -202,7 +225,7 @@ pub fn push_new(ctl: &Control, write: bool, taken: Taken) -> u64 {
 /// the depth would wrap.
 pub fn deepen(ctl: &Control) -> Option<u64> {
     let key = ctl as *const Control as usize;
-    with_list(|l| {
+    with_existing(None, |l| {
         let x = l.holds.iter_mut().find(|x| x.key == key)?;
         x.depth = x.depth.checked_add(1)?;
         Some(x.serial)
@@ -226,7 +249,7 @@ pub enum Popped {
 #[inline(never)]
 pub fn pop(ctl: &Control, all: bool, serial: Option<u64>) -> (Popped, u32) {
     let key = ctl as *const Control as usize;
-    with_list(|l| {
+    with_existing((Popped::NotHeld, 0), |l| {
         let h = &mut l.holds;
         let Some(i) = h
             .iter()
