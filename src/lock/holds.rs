@@ -94,33 +94,29 @@ pub fn exit_key() -> Option<libc::pthread_key_t> {
 /// be made with its exit destructor armed (no key, or pthread_setspecific failed).
 #[inline(always)]
 fn with_list<R>(f: impl FnOnce(&mut List) -> R) -> Option<R> {
-    HOLDS.with(|cell| {
-        let mut p = cell.get();
-        if p.is_null() {
-            p = new_list()?;
-            cell.set(p);
-        }
-        // SAFETY: `p` is this thread's own list: leaked by `new_list`, reached
-        // only through this thread's HOLDS, freed only by this thread's exit
-        // destructor after unhooking it. No function of this module calls
-        // another inside `f`, and none is called from a signal handler (the
-        // library is not async-signal-safe), so this is the only reference.
-        Some(f(unsafe { &mut *p }))
-    })
+    let mut p = HOLDS.get();
+    if p.is_null() {
+        p = new_list()?;
+        HOLDS.set(p);
+    }
+    // SAFETY: `p` is this thread's own list: leaked by `new_list`, reached only
+    // through this thread's HOLDS, freed only by this thread's exit destructor
+    // after unhooking it. No function of this module calls another inside `f`,
+    // and none is called from a signal handler (the library is not
+    // async-signal-safe), so this is the only reference.
+    Some(f(unsafe { &mut *p }))
 }
 
 /// Runs `f` on this thread's list if it has one (else `none`): the read-only and
 /// release paths never make a list (nor arm the exit destructor).
 #[inline(always)]
 fn with_existing<R>(none: R, f: impl FnOnce(&mut List) -> R) -> R {
-    HOLDS.with(|cell| {
-        let p = cell.get();
-        if p.is_null() {
-            return none;
-        }
-        // SAFETY: as in `with_list`.
-        f(unsafe { &mut *p })
-    })
+    let p = HOLDS.get();
+    if p.is_null() {
+        return none;
+    }
+    // SAFETY: as in `with_list`.
+    f(unsafe { &mut *p })
 }
 
 /// A new list for this thread, with the exit destructor armed (glibc calls it
@@ -246,7 +242,6 @@ pub enum Popped {
 /// Drops one level (or, with `all`, every level) of this thread's hold; with
 /// `serial`, only if the hold is that one (a guard whose hold was already
 /// released by an explicit unlock leaves a later hold alone).
-#[inline(never)]
 pub fn pop(ctl: &Control, all: bool, serial: Option<u64>) -> (Popped, u32) {
     let key = ctl as *const Control as usize;
     with_existing((Popped::NotHeld, 0), |l| {
