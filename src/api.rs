@@ -79,6 +79,12 @@ impl Area {
                 format!("len {len}: an area needs 1 to 2^63-1 bytes"),
             ));
         }
+        if (ptr.as_ptr() as usize).checked_add(len).is_none() {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                format!("ptr {ptr:p} + len {len} wraps around the address space"),
+            ));
+        }
         // SAFETY: the caller's contract above is `backing::pointer`'s.
         let id =
             registry::add(|| unsafe { backing::pointer(ptr.as_ptr(), len as u64) }.map(Made::New))?;

@@ -1,11 +1,12 @@
 //! Creating areas, bytes in and out, `used`, info.
 
 use std::ffi::{c_char, c_void, CStr};
+use std::ptr::NonNull;
 
 use super::{boundary, try_mut, try_slice, try_slice_mut};
+use crate::area::Area;
 use crate::backing::{self, page_size};
 use crate::registry;
-use crate::spec::Spec;
 use crate::status::{Error, Status};
 
 /// What `sharedarea_info` reports about an area.
@@ -51,8 +52,7 @@ pub unsafe extern "C" fn sharedarea_init(spec: *const c_char) -> i32 {
                 ),
             )
         })?;
-        let parsed = Spec::parse(text)?;
-        registry::add(|| backing::create(text, &parsed))
+        Area::init(text).map(Area::id)
     })
 }
 
@@ -61,24 +61,12 @@ pub unsafe extern "C" fn sharedarea_init(spec: *const c_char) -> i32 {
 #[no_mangle]
 pub unsafe extern "C" fn sharedarea_init_ptr(ptr: *mut c_void, len: u64) -> i32 {
     boundary("sharedarea_init_ptr", || {
-        if ptr.is_null() {
-            return Err(super::null("ptr"));
-        }
-        if len == 0 || len > isize::MAX as u64 {
-            return Err(Error::new(
-                Status::InvalidArgument,
-                format!("len {len}: an area needs 1 to 2^63-1 bytes"),
-            ));
-        }
-        if (ptr as usize).checked_add(len as usize).is_none() {
-            return Err(Error::new(
-                Status::InvalidArgument,
-                format!("ptr {ptr:p} + len {len} wraps around the address space"),
-            ));
-        }
-        // SAFETY: the header's contract for sharedarea_init_ptr: `len` bytes at
-        // `ptr`, valid for the life of the process (checked non-NULL, not wrapping).
-        registry::add(|| unsafe { backing::pointer(ptr.cast(), len) }.map(backing::Made::New))
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| super::null("ptr"))?;
+        let size = usize::try_from(len).unwrap_or(usize::MAX);
+        // SAFETY: the header's contract for sharedarea_init_ptr is from_raw's:
+        // `len` bytes at `ptr`, valid for the life of the process and used by
+        // nothing but the area (from_raw checks the length and the range).
+        unsafe { Area::from_raw(ptr, size) }.map(Area::id)
     })
 }
 

@@ -200,6 +200,27 @@ fn patience(id: i32, timeout_ms: i64) -> Result<(Patience, Option<Duration>)> {
     }
 }
 
+/// The timed lock entry points' one body: the read or write lock, as patient
+/// as `patience` works out from the call's arguments.
+#[inline(always)]
+fn timed_lock(
+    function: &'static str,
+    id: i32,
+    write: bool,
+    patience: impl FnOnce() -> Result<(Patience, Option<Duration>)>,
+) -> i32 {
+    boundary(function, || {
+        let area = registry::get(id)?;
+        let (p, t) = patience()?;
+        let recovered = if write {
+            area.wlock_with(p, t)
+        } else {
+            area.rlock_with(p, t)
+        }?;
+        Ok(taken(function, id, recovered))
+    })
+}
+
 /// Takes the area's read lock (nests), waiting at most `timeout_ms` (-1: no
 /// limit, 0: one try). Returns 0, RECOVERED, E_TIMED_OUT (the last error names
 /// the holder and how long it kept this caller waiting), or E_INTERRUPTED (a signal
@@ -210,11 +231,8 @@ fn patience(id: i32, timeout_ms: i64) -> Result<(Patience, Option<Duration>)> {
 /// own handlers promptly waits in slices (the Perl and Python modules do).
 #[no_mangle]
 pub unsafe extern "C" fn sharedarea_rlock_timeout(id: i32, timeout_ms: i64) -> i32 {
-    boundary("sharedarea_rlock_timeout", || {
-        let area = registry::get(id)?;
-        let (p, t) = patience(id, timeout_ms)?;
-        let recovered = area.rlock_with(p, t)?;
-        Ok(taken("sharedarea_rlock_timeout", id, recovered))
+    timed_lock("sharedarea_rlock_timeout", id, false, || {
+        patience(id, timeout_ms)
     })
 }
 
@@ -222,11 +240,8 @@ pub unsafe extern "C" fn sharedarea_rlock_timeout(id: i32, timeout_ms: i64) -> i
 /// sharedarea_rlock_timeout.
 #[no_mangle]
 pub unsafe extern "C" fn sharedarea_wlock_timeout(id: i32, timeout_ms: i64) -> i32 {
-    boundary("sharedarea_wlock_timeout", || {
-        let area = registry::get(id)?;
-        let (p, t) = patience(id, timeout_ms)?;
-        let recovered = area.wlock_with(p, t)?;
-        Ok(taken("sharedarea_wlock_timeout", id, recovered))
+    timed_lock("sharedarea_wlock_timeout", id, true, || {
+        patience(id, timeout_ms)
     })
 }
 
@@ -241,11 +256,8 @@ pub unsafe extern "C" fn sharedarea_wlock_timeout(id: i32, timeout_ms: i64) -> i
 /// E_INVALID_ARGUMENT.
 #[no_mangle]
 pub unsafe extern "C" fn sharedarea_rlock_until(id: i32, deadline_ns: i64, since_ns: i64) -> i32 {
-    boundary("sharedarea_rlock_until", || {
-        let area = registry::get(id)?;
-        let (p, t) = patience_until(id, deadline_ns, since_ns)?;
-        let recovered = area.rlock_with(p, t)?;
-        Ok(taken("sharedarea_rlock_until", id, recovered))
+    timed_lock("sharedarea_rlock_until", id, false, || {
+        patience_until(id, deadline_ns, since_ns)
     })
 }
 
@@ -253,11 +265,8 @@ pub unsafe extern "C" fn sharedarea_rlock_until(id: i32, deadline_ns: i64, since
 /// sharedarea_rlock_until.
 #[no_mangle]
 pub unsafe extern "C" fn sharedarea_wlock_until(id: i32, deadline_ns: i64, since_ns: i64) -> i32 {
-    boundary("sharedarea_wlock_until", || {
-        let area = registry::get(id)?;
-        let (p, t) = patience_until(id, deadline_ns, since_ns)?;
-        let recovered = area.wlock_with(p, t)?;
-        Ok(taken("sharedarea_wlock_until", id, recovered))
+    timed_lock("sharedarea_wlock_until", id, true, || {
+        patience_until(id, deadline_ns, since_ns)
     })
 }
 

@@ -142,11 +142,9 @@ fn new_list() -> Option<*mut List> {
 extern "C" fn release_at_thread_exit(list: *mut libc::c_void) {
     let list = list.cast::<List>();
     // Unhook first: a lock taken by a later destructor makes a fresh list.
-    let _ = HOLDS.try_with(|cell| {
-        if cell.get() == list {
-            cell.set(std::ptr::null_mut());
-        }
-    });
+    if HOLDS.get() == list {
+        HOLDS.set(std::ptr::null_mut());
+    }
     // SAFETY: the key's value is the list `new_list` leaked for this thread;
     // glibc passes it once, and nothing refers to it any more (unhooked above).
     let holds = unsafe { Box::from_raw(list) }.holds;
@@ -264,12 +262,10 @@ pub fn pop(ctl: &Control, all: bool, serial: Option<u64>) -> (Popped, u32) {
 /// Forgets every hold of this thread (in a forked child: the parent's holds are
 /// the parent's).
 pub fn forget_holds() {
-    let _ = HOLDS.try_with(|cell| {
-        let p = cell.get();
-        if !p.is_null() {
-            // SAFETY: this thread's own list (see `with_list`); the forked child
-            // runs only this thread, which is in the atfork handler, not in here.
-            unsafe { (*p).holds.clear() };
-        }
-    });
+    let p = HOLDS.get();
+    if !p.is_null() {
+        // SAFETY: this thread's own list (see `with_list`); the forked child runs
+        // only this thread, which is in the atfork handler, not in here.
+        unsafe { (*p).holds.clear() };
+    }
 }
